@@ -1,0 +1,194 @@
+"""Schemas of the chat API: request bodies (strict) and the thread, message and file objects."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from chat.models import Attachment, File, Message, Thread
+from workspaces.schemas import (
+    BoundedJSONField,
+    ExactCharField,
+    IdField,
+    StrictBooleanField,
+    StrictSerializer,
+)
+
+TITLE_MAX = 200
+SYSTEM_PROMPT_MAX = 32_000
+CONTENT_MAX = 100_000
+MAX_DOCUMENT_REFERENCES = 50
+MAX_ATTACHMENTS = 20
+
+
+# --- requests ---------------------------------------------------------------------------------
+class ThreadCreateSchema(StrictSerializer):
+    title = ExactCharField(required=False, allow_blank=True, max_length=TITLE_MAX)
+    system_prompt = ExactCharField(required=False, allow_blank=True, max_length=SYSTEM_PROMPT_MAX)
+    agent_id = IdField(prefix="agt", required=False, allow_null=True)
+    knowledge_document_ids = serializers.ListField(
+        child=IdField(prefix="doc"), required=False, max_length=MAX_DOCUMENT_REFERENCES
+    )
+    metadata = BoundedJSONField(kind=dict, required=False)
+    user_id = ExactCharField(required=False, max_length=64)
+
+
+class ThreadUpdateSchema(StrictSerializer):
+    title = ExactCharField(required=False, allow_blank=False, max_length=TITLE_MAX)
+    pinned = StrictBooleanField(required=False)
+    archived = StrictBooleanField(required=False)
+    system_prompt = ExactCharField(required=False, allow_blank=True, max_length=SYSTEM_PROMPT_MAX)
+    metadata = BoundedJSONField(kind=dict, required=False)
+    refresh_context = StrictBooleanField(
+        required=False,
+        help_text=(
+            "true re-reads the bound agent's latest version and the current brand profile into the "
+            "thread's context snapshot. Without it, later edits never change an existing thread."
+        ),
+    )
+
+
+class LeadSchema(StrictSerializer):
+    name = ExactCharField(required=False, allow_blank=True, max_length=200)
+    company = ExactCharField(required=False, allow_blank=True, max_length=200)
+    email = serializers.EmailField(required=False, allow_blank=True, max_length=254)
+    title = ExactCharField(required=False, allow_blank=True, max_length=200)
+    phone = ExactCharField(required=False, allow_blank=True, max_length=50)
+    website = serializers.URLField(required=False, allow_blank=True, max_length=2000)
+    industry = ExactCharField(required=False, allow_blank=True, max_length=200)
+    stage = ExactCharField(required=False, allow_blank=True, max_length=100)
+    notes = ExactCharField(required=False, allow_blank=True, max_length=10_000)
+    extra = BoundedJSONField(kind=dict, required=False, max_bytes=8_192)
+
+
+class AttachmentInputSchema(StrictSerializer):
+    type = serializers.ChoiceField(choices=Attachment.Type.choices)
+    document_id = IdField(prefix="doc", required=False)
+    file_id = IdField(prefix="file", required=False)
+    lead = LeadSchema(required=False)
+
+    def validate(self, attrs):
+        needed = {"knowledge_document": "document_id", "lead": "lead", "file": "file_id"}[attrs["type"]]
+        if needed not in attrs:
+            raise serializers.ValidationError({needed: [f"Required for a {attrs['type']} attachment."]})
+        extra = {"document_id", "file_id", "lead"} - {needed}
+        present = sorted(name for name in extra if name in attrs)
+        if present:
+            raise serializers.ValidationError({name: [f"Not allowed on a {attrs['type']} attachment."] for name in present})
+        return attrs
+
+
+class MessageCreateSchema(StrictSerializer):
+    content = ExactCharField(allow_blank=False, max_length=CONTENT_MAX)
+    attachments = serializers.ListField(child=AttachmentInputSchema(), required=False, max_length=MAX_ATTACHMENTS)
+
+
+# --- responses --------------------------------------------------------------------------------
+class ThreadSchema(serializers.ModelSerializer):
+    object = serializers.SerializerMethodField()
+    user_id = serializers.CharField()
+    agent_id = serializers.CharField(allow_null=True)
+    context = serializers.JSONField(
+        help_text="The system context snapshot this thread answers with (agent version, brand version)."
+    )
+
+    class Meta:
+        model = Thread
+        fields = [
+            "id", "object", "title", "user_id", "agent_id", "system_prompt", "knowledge_document_ids",
+            "pinned", "archived", "message_count", "created_at", "updated_at", "last_message_at",
+            "metadata", "context",
+        ]
+        read_only_fields = fields
+
+    def get_object(self, thread) -> str:
+        return "thread"
+
+
+class AttachmentSchema(serializers.ModelSerializer):
+    class Meta:
+        model = Attachment
+        fields = ["id", "type", "title", "excerpt", "content_sha256"]
+
+    def to_representation(self, attachment):
+        data = super().to_representation(attachment)
+        if attachment.type == Attachment.Type.KNOWLEDGE_DOCUMENT:
+            data["document_id"] = attachment.document_id
+        elif attachment.type == Attachment.Type.FILE:
+            data["file_id"] = attachment.file_id
+        else:
+            data["lead"] = attachment.lead
+        return data
+
+
+class ToolCallSchema(serializers.Serializer):
+    id = serializers.CharField()
+    name = serializers.CharField()
+    arguments = serializers.JSONField()
+    result = serializers.JSONField(allow_null=True)
+    status = serializers.ChoiceField(choices=["running", "complete", "failed"])
+
+
+class UsageSchema(serializers.Serializer):
+    input_tokens = serializers.IntegerField()
+    output_tokens = serializers.IntegerField()
+
+
+class ErrorInfoSchema(serializers.Serializer):
+    code = serializers.CharField()
+    message = serializers.CharField()
+
+
+class MessageSchema(serializers.ModelSerializer):
+    object = serializers.SerializerMethodField()
+    thread_id = serializers.CharField()
+    attachments = serializers.SerializerMethodField()
+    tool_calls = ToolCallSchema(many=True)
+    usage = serializers.SerializerMethodField()
+    error = ErrorInfoSchema(allow_null=True)
+
+    class Meta:
+        model = Message
+        fields = [
+            "id", "object", "thread_id", "role", "content", "status", "attachments", "tool_calls",
+            "usage", "error", "created_at", "completed_at",
+        ]
+        read_only_fields = fields
+
+    def get_object(self, message) -> str:
+        return "message"
+
+    @extend_schema_field(AttachmentSchema(many=True))
+    def get_attachments(self, message):
+        return AttachmentSchema(message.attachments.all(), many=True).data
+
+    @extend_schema_field(UsageSchema)
+    def get_usage(self, message):
+        usage = message.usage or {}
+        return {"input_tokens": int(usage.get("input_tokens", 0)), "output_tokens": int(usage.get("output_tokens", 0))}
+
+
+class FileSchema(serializers.ModelSerializer):
+    object = serializers.SerializerMethodField()
+
+    class Meta:
+        model = File
+        fields = ["id", "object", "filename", "content_type", "size", "created_at"]
+        read_only_fields = fields
+
+    def get_object(self, file) -> str:
+        return "file"
+
+
+class SendAcceptedSchema(serializers.Serializer):
+    user_message = MessageSchema()
+    assistant_message = MessageSchema()
+    stream_url = serializers.URLField()
+
+
+def message_data(message: Message) -> dict:
+    return MessageSchema(message).data
+
+
+def thread_data(thread: Thread) -> dict:
+    return ThreadSchema(thread).data

@@ -1,0 +1,179 @@
+"""Every write to threads and messages. Keyword-only, atomic, side effects after commit."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from agents.context import build_thread_context
+from agents.models import Agent
+from chat.models import Attachment, File, Message, Thread
+from knowledge.models import Document
+from workspaces.errors import ReferenceNotFound
+from workspaces.tenancy import Scope
+
+TITLE_FROM_MESSAGE_MAX = 80
+_WHITESPACE = re.compile(r"\s+")
+
+
+def title_from_content(content: str) -> str:
+    """The first words of a message, at most 80 characters, cut on a word boundary."""
+    text = _WHITESPACE.sub(" ", content).strip()
+    if len(text) <= TITLE_FROM_MESSAGE_MAX:
+        return text
+    cut = text[: TITLE_FROM_MESSAGE_MAX + 1]
+    boundary = cut.rfind(" ")
+    if boundary <= 0:
+        return text[:TITLE_FROM_MESSAGE_MAX]
+    return cut[:boundary].rstrip()
+
+
+def _agent_in_scope(scope: Scope, agent_id: str | None) -> Agent | None:
+    if not agent_id:
+        return None
+    agent = Agent.objects.for_scope(scope).filter(pk=agent_id).first()
+    if agent is None:
+        raise ReferenceNotFound(agent_id)
+    return agent
+
+
+def _documents_in_scope(scope: Scope, document_ids: list[str]) -> list[str]:
+    wanted = list(dict.fromkeys(document_ids))  # keep order, drop repeats
+    if not wanted:
+        return []
+    found = set(Document.objects.for_scope(scope).filter(pk__in=wanted).values_list("pk", flat=True))
+    if len(found) != len(wanted):
+        raise ReferenceNotFound(next(d for d in wanted if d not in found))
+    return wanted
+
+
+@transaction.atomic
+def thread_create(
+    *,
+    scope: Scope,
+    user_id: str,
+    title: str = "",
+    system_prompt: str = "",
+    agent_id: str | None = None,
+    knowledge_document_ids: list[str] | None = None,
+    metadata: dict | None = None,
+) -> Thread:
+    agent = _agent_in_scope(scope, agent_id)
+    documents = _documents_in_scope(scope, knowledge_document_ids or [])
+    now = timezone.now()
+    return Thread.objects.create(
+        workspace_id=scope.workspace_id,
+        user_id=user_id,
+        title=title,
+        title_is_auto=not title,
+        system_prompt=system_prompt,
+        agent=agent,
+        knowledge_document_ids=documents,
+        context=build_thread_context(workspace_id=scope.workspace_id, agent=agent),
+        metadata=metadata or {},
+        created_at=now,
+        updated_at=now,
+        activity_at=now,
+    )
+
+
+@transaction.atomic
+def thread_update(*, scope: Scope, thread: Thread, changes: dict[str, Any]) -> Thread:
+    fields: list[str] = []
+    if "title" in changes:
+        thread.title = changes["title"]
+        thread.title_is_auto = False
+        fields += ["title", "title_is_auto"]
+    for name in ("pinned", "archived", "system_prompt", "metadata"):
+        if name in changes:
+            setattr(thread, name, changes[name])
+            fields.append(name)
+    if changes.get("refresh_context"):
+        agent = None
+        if thread.agent_id:
+            agent = Agent.objects.for_scope(scope).filter(pk=thread.agent_id).first()
+        thread.context = build_thread_context(workspace_id=scope.workspace_id, agent=agent)
+        fields.append("context")
+    if fields:
+        thread.updated_at = timezone.now()
+        thread.save(update_fields=[*fields, "updated_at"])
+    return thread
+
+
+@transaction.atomic
+def thread_delete(*, scope: Scope, thread: Thread) -> None:
+    """Delete a thread with its messages, attachments and stored files (blobs after commit)."""
+    files = list(File.objects.for_workspace(scope.workspace_id).filter(thread=thread))
+    blob_names = [f.blob.name for f in files if f.blob]
+    streaming = list(
+        Message.objects.for_workspace(scope.workspace_id)
+        .filter(thread=thread, status=Message.Status.STREAMING)
+        .values_list("pk", flat=True)
+    )
+    thread.delete()
+
+    def after_commit() -> None:
+        from chat.stream.signals import request_cancel
+
+        for message_id in streaming:
+            request_cancel(message_id)
+        storage = File._meta.get_field("blob").storage
+        for name in blob_names:
+            storage.delete(name)
+
+    transaction.on_commit(after_commit)
+
+
+def _lock_thread(scope: Scope, thread_id: str) -> Thread:
+    # The row lock serialises appends to one thread, so positions never collide.
+    thread = Thread.objects.for_workspace(scope.workspace_id).select_for_update().filter(pk=thread_id).first()
+    if thread is None:
+        raise ReferenceNotFound(thread_id)
+    return thread
+
+
+@transaction.atomic
+def message_append(
+    *,
+    scope: Scope,
+    thread: Thread,
+    role: str,
+    content: str,
+    status: str = Message.Status.COMPLETE,
+    attachments: list[dict] | None = None,
+    tool_calls: list[dict] | None = None,
+) -> Message:
+    """Append one message to a thread: position, counts, recency and the automatic title move with it."""
+    locked = _lock_thread(scope, thread.pk)
+    now = timezone.now()
+    position = locked.message_count + 1
+    message = Message.objects.create(
+        workspace_id=scope.workspace_id,
+        thread=locked,
+        position=position,
+        role=role,
+        content=content,
+        status=status,
+        tool_calls=tool_calls or [],
+        created_at=now,
+        completed_at=now if status != Message.Status.STREAMING else None,
+    )
+    for index, attachment in enumerate(attachments or []):
+        Attachment.objects.create(workspace_id=scope.workspace_id, message=message, position=index, **attachment)
+    updates = {
+        "message_count": F("message_count") + 1,
+        "last_message_at": now,
+        "activity_at": now,
+        "updated_at": now,
+    }
+    if role == Message.Role.USER and locked.title_is_auto and not locked.title:
+        updates["title"] = title_from_content(content)
+        thread.title = updates["title"]
+    Thread.objects.for_workspace(scope.workspace_id).filter(pk=locked.pk).update(**updates)
+    thread.message_count = position
+    thread.last_message_at = thread.activity_at = thread.updated_at = now
+    return message

@@ -1,0 +1,13 @@
+from django.urls import path
+
+from chat import views
+
+thread_list = views.ThreadViewSet.as_view({"get": "list", "post": "create"})
+thread_detail = views.ThreadViewSet.as_view({"get": "retrieve", "patch": "partial_update", "delete": "destroy"})
+message_list = views.MessageViewSet.as_view({"get": "list"})
+
+urlpatterns = [
+    path("threads", thread_list, name="thread-list"),
+    path("threads/<str:pk>", thread_detail, name="thread-detail"),
+    path("threads/<str:thread_id>/messages", message_list, name="message-list"),
+]

@@ -1,0 +1,58 @@
+"""Brand profile and knowledge documents (split into passages for search)."""
+
+from __future__ import annotations
+
+from django.db import models
+from django.utils import timezone
+
+from workspaces import ids
+from workspaces.models import Workspace
+from workspaces.tenancy import TenantManager
+
+
+class Document(models.Model):
+    id = models.CharField(primary_key=True, max_length=ids.ID_MAX_LENGTH, default=ids.new_document_id, editable=False)
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="+")
+    title = models.CharField(max_length=300)
+    body = models.TextField()
+    source_url = models.URLField(max_length=2000, blank=True, default="")
+    tags = models.JSONField(default=list, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    objects = TenantManager()
+
+    class Meta:
+        indexes = [models.Index(fields=["workspace", "-created_at", "-id"], name="document_recency")]
+
+    def __str__(self) -> str:
+        return self.title
+
+
+class Passage(models.Model):
+    """A slice of a document's body, the unit that search ranks and tools quote."""
+
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="+")
+    document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="passages")
+    index = models.PositiveIntegerField()
+    text = models.TextField()
+
+    objects = TenantManager()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["document", "index"], name="passage_document_index")]
+
+
+class BrandProfile(models.Model):
+    workspace = models.OneToOneField(Workspace, on_delete=models.CASCADE, related_name="+")
+    name = models.CharField(max_length=200, blank=True, default="")
+    description = models.TextField(blank=True, default="")
+    voice = models.TextField(blank=True, default="")
+    facts = models.JSONField(default=list, blank=True)
+    version = models.PositiveIntegerField(default=1)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    objects = TenantManager()
+
+    def __str__(self) -> str:
+        return self.name or f"brand of {self.workspace_id}"

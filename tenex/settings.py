@@ -1,0 +1,206 @@
+"""Settings, all from the environment (see README's table)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from django.core.exceptions import ImproperlyConfigured
+
+from tenex.env import (
+    check_redis_url,
+    env_bool,
+    env_choice,
+    env_int,
+    env_list,
+    env_str,
+    parse_database_url,
+)
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+DATA_DIR = Path(env_str("TENEX_DATA_DIR", str(BASE_DIR / "var")))
+
+DEBUG = env_bool("DJANGO_DEBUG", False)
+TESTING = "pytest" in sys.modules or env_bool("TENEX_TESTING", False)
+
+SECRET_KEY = env_str("DJANGO_SECRET_KEY")
+if not SECRET_KEY:
+    if DEBUG or TESTING:
+        SECRET_KEY = "insecure-development-key-only-for-debug-and-tests"
+    else:
+        raise ImproperlyConfigured(
+            "DJANGO_SECRET_KEY must be set when DJANGO_DEBUG is off "
+            "(the README's run command sets both for the embedded default)."
+        )
+
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"])
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "django_filters",
+    "drf_spectacular",
+    "channels",
+    "workspaces",
+    "knowledge",
+    "agents",
+    "chat",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "tenex.urls"
+APPEND_SLASH = False
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+WSGI_APPLICATION = "tenex.wsgi.application"
+ASGI_APPLICATION = "tenex.asgi.application"
+
+# --- Database -------------------------------------------------------------------------------
+DATABASE_URL = env_str("DATABASE_URL")
+if DATABASE_URL:
+    _db = parse_database_url(DATABASE_URL)
+    if env_bool("TENEX_DB_POOL", True):
+        _db["OPTIONS"]["pool"] = {
+            "min_size": env_int("TENEX_DB_POOL_MIN", 1, minimum=0),
+            "max_size": env_int("TENEX_DB_POOL_MAX", 20, minimum=1),
+            "timeout": env_int("TENEX_DB_POOL_TIMEOUT", 10, minimum=1),
+        }
+    else:
+        _db["CONN_MAX_AGE"] = env_int("TENEX_DB_CONN_MAX_AGE", 60, minimum=0)
+    _db["CONN_HEALTH_CHECKS"] = True
+    _db["TEST"] = {"NAME": env_str("TENEX_TEST_DATABASE_NAME", f"test_{_db['NAME']}")}
+    DATABASES = {"default": _db}
+else:
+    DATA_DIR.mkdir(parents=True, exist_ok=True)
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": env_str("TENEX_SQLITE_PATH", str(DATA_DIR / "tenex.sqlite3")),
+            # The generation worker writes from its own threads; wait for the lock rather than fail.
+            "OPTIONS": {"timeout": 20, "transaction_mode": "IMMEDIATE", "init_command": "PRAGMA journal_mode=WAL;"},
+        }
+    }
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+AUTH_USER_MODEL = "workspaces.User"
+
+# --- Redis / channel layer -------------------------------------------------------------------
+REDIS_URL = env_str("REDIS_URL")
+if REDIS_URL:
+    check_redis_url(REDIS_URL)
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL], "prefix": "tenex:layer"},
+        }
+    }
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = DATA_DIR / "static"
+MEDIA_ROOT = Path(env_str("TENEX_MEDIA_ROOT", str(DATA_DIR / "media")))
+
+LOGIN_URL = "/admin/login/"
+
+# Request bodies: JSON bodies are small; uploads are bounded by TENEX_MAX_UPLOAD_BYTES.
+TENEX_MAX_UPLOAD_BYTES = env_int("TENEX_MAX_UPLOAD_BYTES", 10 * 1024 * 1024, minimum=1)
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("TENEX_MAX_BODY_BYTES", 2 * 1024 * 1024, minimum=1024)
+FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["workspaces.authentication.ApiKeyAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["workspaces.permissions.HasScope"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "workspaces.errors.exception_handler",
+    "UNAUTHENTICATED_USER": None,
+    "DATETIME_FORMAT": "%Y-%m-%dT%H:%M:%S.%fZ",
+    "DEFAULT_THROTTLE_CLASSES": ["workspaces.throttling.ApiKeyRateThrottle"],
+    "DEFAULT_THROTTLE_RATES": {"api_key": env_str("TENEX_RATE_LIMIT", "6000/min")},
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "tenex chat API",
+    "DESCRIPTION": (
+        "Threads, messages and streamed assistant replies for workspaces. "
+        "Authenticate with `Authorization: Bearer tnx_...`. Every error has the shape "
+        '`{"error": {"code", "message", "fields"}}`.'
+    ),
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SCHEMA_PATH_PREFIX": r"/api/v1",
+    "APPEND_COMPONENTS": {
+        "securitySchemes": {"BearerKey": {"type": "http", "scheme": "bearer", "bearerFormat": "tnx_..."}}
+    },
+    "SECURITY": [{"BearerKey": []}],
+    "ENUM_NAME_OVERRIDES": {},
+}
+
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+# --- Assistant ---------------------------------------------------------------------------------
+TENEX_LLM_PROVIDER = env_choice("TENEX_LLM_PROVIDER", "local", {"local", "openai", "anthropic"})
+TENEX_LLM_MODEL = env_str("TENEX_LLM_MODEL", "")
+TENEX_LOCAL_TOKEN_DELAY_MS = env_int("TENEX_LOCAL_TOKEN_DELAY_MS", 15, minimum=0)
+TENEX_HISTORY_TOKEN_BUDGET = env_int("TENEX_HISTORY_TOKEN_BUDGET", 6000, minimum=100)
+TENEX_MAX_TOOL_ROUNDS = env_int("TENEX_MAX_TOOL_ROUNDS", 4, minimum=1)
+TENEX_TOOLS = env_list(
+    "TENEX_TOOLS", ["agents.tools.search_knowledge", "agents.tools.run_agent"]
+)
+
+# --- Streams -----------------------------------------------------------------------------------
+TENEX_STREAM_LEASE_SECONDS = env_int("TENEX_STREAM_LEASE_SECONDS", 10, minimum=2)
+TENEX_STREAM_PING_SECONDS = env_int("TENEX_STREAM_PING_SECONDS", 15, minimum=1)
+TENEX_STREAM_TTL_SECONDS = env_int("TENEX_STREAM_TTL_SECONDS", 2 * 24 * 3600, minimum=60)
+TENEX_STREAM_MAXLEN = env_int("TENEX_STREAM_MAXLEN", 100_000, minimum=100)
+TENEX_SWEEP_SECONDS = env_int("TENEX_SWEEP_SECONDS", 5, minimum=1)
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": env_str("TENEX_LOG_LEVEL", "WARNING")},
+}

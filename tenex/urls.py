@@ -1,0 +1,22 @@
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from workspaces.views import healthz, readyz
+
+urlpatterns = [
+    path("healthz", healthz, name="healthz"),
+    path("readyz", readyz, name="readyz"),
+    path("admin/", admin.site.urls),
+    path("api/v1/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    path("api/v1/workspace", include("workspaces.urls")),
+    path("api/v1/chat/", include("chat.urls")),
+    path("api/v1/knowledge/", include("knowledge.urls")),
+    path("api/v1/agents", include("agents.urls")),
+]
+
+handler400 = "workspaces.errors.handler400"
+handler403 = "workspaces.errors.handler403"
+handler404 = "workspaces.errors.handler404"
+handler500 = "workspaces.errors.handler500"

@@ -1,0 +1,86 @@
+"""Shared fixtures: a workspace with alice and bob, an outsider's workspace, and keys of each kind."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+from rest_framework.test import APIClient
+
+from tests.factories import MembershipFactory, UserFactory, WorkspaceFactory, issue_key
+from workspaces.models import Membership, User, Workspace
+
+
+@dataclass
+class Member:
+    user: User
+    key: str
+    client: APIClient
+
+    @property
+    def id(self) -> str:
+        return self.user.pk
+
+
+def make_client(key: str | None) -> APIClient:
+    client = APIClient()
+    if key:
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
+    return client
+
+
+def make_member(workspace: Workspace, email: str, role=Membership.Role.MEMBER) -> Member:
+    user = UserFactory(email=email)
+    MembershipFactory(workspace=workspace, user=user, role=role)
+    key = issue_key(workspace, user)
+    return Member(user=user, key=key, client=make_client(key))
+
+
+@pytest.fixture
+def workspace(db) -> Workspace:
+    return WorkspaceFactory(slug="acme", name="Acme")
+
+
+@pytest.fixture
+def other_workspace(db) -> Workspace:
+    return WorkspaceFactory(slug="globex", name="Globex")
+
+
+@pytest.fixture
+def alice(workspace) -> Member:
+    return make_member(workspace, "alice@acme.test", Membership.Role.OWNER)
+
+
+@pytest.fixture
+def bob(workspace) -> Member:
+    return make_member(workspace, "bob@acme.test")
+
+
+@pytest.fixture
+def outsider(other_workspace) -> Member:
+    return make_member(other_workspace, "eve@globex.test", Membership.Role.OWNER)
+
+
+@pytest.fixture
+def service_key(workspace) -> str:
+    return issue_key(workspace, None)
+
+
+@pytest.fixture
+def service_client(service_key) -> APIClient:
+    return make_client(service_key)
+
+
+@pytest.fixture
+def read_only_key(workspace, alice) -> str:
+    return issue_key(workspace, alice.user, scopes=["chat:read", "knowledge:read", "agents:read"])
+
+
+@pytest.fixture
+def read_only_client(read_only_key) -> APIClient:
+    return make_client(read_only_key)
+
+
+@pytest.fixture
+def anon_client() -> APIClient:
+    return APIClient()

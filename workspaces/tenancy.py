@@ -1,0 +1,104 @@
+"""The workspace scope: who a request acts for, and the database setting that row-level security reads.
+
+Every tenant query starts from a scoped manager (`Model.objects.for_scope(scope)`); on PostgreSQL
+the same workspace is also set with `set_config('tenex.workspace_id', ..., true)` inside the
+transaction, so a forgotten filter still sees no other workspace's rows.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Iterator
+
+from django.db import connections, models, transaction
+
+RLS_SETTING = "tenex.workspace_id"
+
+ALL_SCOPES = (
+    "chat:read",
+    "chat:write",
+    "knowledge:read",
+    "knowledge:write",
+    "agents:read",
+    "agents:write",
+)
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What one request may touch: a workspace and, for a personal key or a session, one user."""
+
+    workspace_id: str
+    user_id: str | None
+    scopes: frozenset[str] = field(default_factory=lambda: frozenset(ALL_SCOPES))
+    key_id: str | None = None
+    is_service: bool = False
+
+    @property
+    def owner_user_id(self) -> str | None:
+        """The user whose objects alone are visible (personal keys); None means the whole workspace."""
+        return None if self.is_service else self.user_id
+
+    def acting_for(self, user_id: str | None) -> "Scope":
+        """A service key's scope narrowed to the member it names."""
+        return Scope(
+            workspace_id=self.workspace_id,
+            user_id=user_id,
+            scopes=self.scopes,
+            key_id=self.key_id,
+            is_service=self.is_service,
+        )
+
+
+def _is_postgres(using: str = "default") -> bool:
+    return connections[using].vendor == "postgresql"
+
+
+def set_database_workspace(workspace_id: str | None, *, using: str = "default") -> None:
+    """Set the row-level-security workspace for the current transaction (PostgreSQL only)."""
+    if not _is_postgres(using):
+        return
+    with connections[using].cursor() as cursor:
+        cursor.execute("SELECT set_config(%s, %s, true)", [RLS_SETTING, workspace_id or ""])
+
+
+def database_workspace(*, using: str = "default") -> str | None:
+    if not _is_postgres(using):
+        return None
+    with connections[using].cursor() as cursor:
+        cursor.execute("SELECT NULLIF(current_setting(%s, true), '')", [RLS_SETTING])
+        return cursor.fetchone()[0]
+
+
+@contextmanager
+def tenant_context(workspace_id: str, *, using: str = "default") -> Iterator[None]:
+    """A transaction (or savepoint) in which row-level security sees exactly one workspace.
+
+    The previous setting is restored on a clean exit so nested contexts behave; on an error the
+    savepoint or transaction rolls back, and PostgreSQL rolls the setting back with it.
+    """
+    with transaction.atomic(using=using):
+        previous = database_workspace(using=using)
+        set_database_workspace(workspace_id, using=using)
+        yield
+        if previous != workspace_id:
+            set_database_workspace(previous, using=using)
+
+
+class TenantQuerySet(models.QuerySet):
+    """Querysets of workspace content; `for_scope` is the only door in."""
+
+    def for_workspace(self, workspace_id: str) -> "TenantQuerySet":
+        return self.filter(workspace_id=workspace_id)
+
+    def for_scope(self, scope: Scope) -> "TenantQuerySet":
+        queryset = self.for_workspace(scope.workspace_id)
+        owner_field = getattr(self.model, "scope_owner_field", None)
+        if owner_field and scope.owner_user_id is not None:
+            queryset = queryset.filter(**{owner_field: scope.owner_user_id})
+        return queryset
+
+
+class TenantManager(models.Manager.from_queryset(TenantQuerySet)):
+    pass

@@ -1,0 +1,73 @@
+"""The one scoped base for every tenant endpoint.
+
+It resolves the workspace (and user) from the request, runs the request in one transaction with
+the row-level-security workspace set, and builds every queryset from the model's scoped manager.
+Subclasses refine querysets through `refine_queryset`; they never filter by workspace themselves.
+"""
+
+from __future__ import annotations
+
+from django.db import connection, transaction
+from rest_framework import exceptions, viewsets
+
+from workspaces.models import Membership
+from workspaces.pagination import KeysetPagination
+from workspaces.tenancy import Scope, set_database_workspace
+
+
+class ScopedViewSetMixin:
+    model = None  # the tenant model this endpoint serves
+    scope_family: str | None = None
+    pagination_class = KeysetPagination
+    lookup_value_regex = r"[^/]+"
+
+    def dispatch(self, request, *args, **kwargs):
+        # On PostgreSQL, one transaction per request: the RLS setting lives exactly as long as it
+        # does, and a request that fails halfway changes nothing. SQLite has no RLS, and there a
+        # request-wide write lock would serialise readers behind the generation worker; every
+        # service is atomic on its own.
+        if connection.vendor != "postgresql":
+            return super().dispatch(request, *args, **kwargs)
+        with transaction.atomic():
+            return super().dispatch(request, *args, **kwargs)
+
+    def initial(self, request, *args, **kwargs):
+        super().initial(request, *args, **kwargs)
+        set_database_workspace(self.scope.workspace_id)
+
+    @property
+    def scope(self) -> Scope:
+        auth = self.request.auth
+        if not isinstance(auth, Scope):
+            raise exceptions.NotAuthenticated()
+        return auth
+
+    def get_queryset(self):
+        return self.refine_queryset(self.model.objects.for_scope(self.scope))
+
+    def refine_queryset(self, queryset):
+        return queryset
+
+    # --- acting user ------------------------------------------------------------------------
+    def acting_user_id(self, requested: object, *, required: bool) -> str | None:
+        """The user a write acts for: a personal key's own user, or the member a service key names."""
+        scope = self.scope
+        if requested is not None and not isinstance(requested, str):
+            raise exceptions.ValidationError({"user_id": ["Must be a string user id (usr_...)."]})
+        if not scope.is_service:
+            if requested not in (None, scope.user_id):
+                raise exceptions.ValidationError({"user_id": ["A personal key acts only as its own user."]})
+            return scope.user_id
+        if requested is None:
+            if required:
+                raise exceptions.ValidationError(
+                    {"user_id": ["A service key must name the member it acts for with user_id."]}
+                )
+            return None
+        if not Membership.objects.filter(workspace_id=scope.workspace_id, user_id=requested).exists():
+            raise exceptions.ValidationError({"user_id": ["No member of this workspace has this id."]})
+        return requested
+
+
+class ScopedGenericViewSet(ScopedViewSetMixin, viewsets.GenericViewSet):
+    pass
