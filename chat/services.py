@@ -177,3 +177,28 @@ def message_append(
     thread.message_count = position
     thread.last_message_at = thread.activity_at = thread.updated_at = now
     return message
+
+
+@transaction.atomic
+def message_send(
+    *, scope: Scope, thread: Thread, content: str, attachments: list[dict] | None = None
+) -> tuple[Message, Message]:
+    """Append the user's message and the assistant's reply (streaming); generation starts after commit."""
+    from chat.attachments import attach_files_to_thread, resolve_attachments
+    from chat.stream.records import lease_deadline
+    from chat.stream.runtime import get_runtime
+
+    resolved = resolve_attachments(scope=scope, items=attachments) if attachments else []
+    user_message = message_append(scope=scope, thread=thread, role=Message.Role.USER, content=content, attachments=resolved)
+    if resolved:
+        attach_files_to_thread(scope=scope, thread=thread, attachments=resolved)
+    reply = message_append(
+        scope=scope, thread=thread, role=Message.Role.ASSISTANT, content="", status=Message.Status.STREAMING
+    )
+    # The first lease covers the gap until a producer claims the reply: if this process dies
+    # before generation starts, the reply still ends as `interrupted` instead of streaming forever.
+    reply.lease_expires_at = lease_deadline()
+    Message.objects.for_workspace(scope.workspace_id).filter(pk=reply.pk).update(lease_expires_at=reply.lease_expires_at)
+    workspace_id, reply_id = scope.workspace_id, reply.pk
+    transaction.on_commit(lambda: get_runtime().start(workspace_id, reply_id))
+    return user_message, reply

@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
+from django.db import transaction
+from django.http import HttpResponse
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
-from rest_framework import exceptions, mixins, status
+from rest_framework import exceptions, mixins, renderers, status
 from rest_framework.response import Response
 
 from chat import selectors, services
+from chat.idempotency import idempotency_begin, idempotency_record, request_fingerprint, validate_key
 from chat.models import Message, Thread
-from chat.schemas import MessageSchema, ThreadCreateSchema, ThreadSchema, ThreadUpdateSchema
-from workspaces.errors import NOT_FOUND_BODY
+from chat.schemas import (
+    MessageCreateSchema,
+    MessageSchema,
+    SendAcceptedSchema,
+    ThreadCreateSchema,
+    ThreadSchema,
+    ThreadUpdateSchema,
+)
+from chat.stream.sse import sse_response
+from workspaces.errors import NOT_FOUND_BODY, ApiError, ServiceUnavailable
 from workspaces.ids import looks_like_id
 from workspaces.viewsets import ScopedGenericViewSet
 
@@ -74,9 +85,69 @@ class ThreadViewSet(mixins.ListModelMixin, ChatViewSet):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
+class EventStreamRenderer(renderers.BaseRenderer):
+    """Lets `Accept: text/event-stream` through negotiation; the stream itself is not rendered here."""
+
+    media_type = "text/event-stream"
+    format = "sse"
+    charset = "utf-8"
+
+    def render(self, data, accepted_media_type=None, renderer_context=None):
+        return data if isinstance(data, bytes) else b""
+
+
+def wants_event_stream(request) -> bool:
+    accept = request.headers.get("Accept", "")
+    return any(part.split(";")[0].strip().lower() == "text/event-stream" for part in accept.split(","))
+
+
+def parse_last_event_id(request) -> int:
+    raw = request.headers.get("Last-Event-ID")
+    if raw is None:
+        raw = request.query_params.get("last_event_id")
+    if raw is None or raw == "":
+        return 0
+    raw = raw.strip()
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 18:
+        raise ApiError(400, "invalid_request", "Last-Event-ID must be a non-negative integer.")
+    return int(raw)
+
+
+def ensure_stream_store() -> None:
+    """With Redis configured, refuse to start a reply we could not stream (503, nothing written)."""
+    from django.conf import settings
+
+    if not settings.REDIS_URL:
+        return
+    from chat.stream.runtime import get_runtime
+
+    try:
+        get_runtime().redis().ping()
+    except Exception:  # noqa: BLE001 - any failure to reach Redis is the same 503
+        raise ServiceUnavailable() from None
+
+
 class MessageViewSet(ChatViewSet):
     model = Message
     serializer_class = MessageSchema
+    renderer_classes = [renderers.JSONRenderer, EventStreamRenderer]
+    required_scopes = {"cancel": "chat:write", "create": "chat:write", "stream": "chat:read", "list": "chat:read"}
+
+    def perform_content_negotiation(self, request, force=False):
+        # Errors and JSON answers are always JSON; streams are chosen by the Accept header itself.
+        return renderers.JSONRenderer(), "application/json"
+
+    def get_message(self, thread_id: str, message_id: str) -> Message:
+        if not looks_like_id(message_id, "msg"):
+            raise exceptions.NotFound()
+        thread = self.get_thread(thread_id)
+        message = selectors.message_get(scope=self.scope, thread_id=thread.pk, message_id=message_id)
+        if message is None:
+            raise exceptions.NotFound()
+        return message
+
+    def stream_url(self, request, thread_id: str, message_id: str) -> str:
+        return request.build_absolute_uri(f"/api/v1/chat/threads/{thread_id}/messages/{message_id}/stream")
 
     def get_pagination_ordering(self):
         return ("-position",) if self.request.query_params.get("order") == "desc" else ("position",)
@@ -94,6 +165,91 @@ class MessageViewSet(ChatViewSet):
         queryset = selectors.message_list(scope=self.scope, thread=thread)
         page = self.paginate_queryset(queryset)
         return self.get_paginated_response(MessageSchema(page, many=True).data)
+
+    @extend_schema(
+        summary="Send a message and start the assistant's reply",
+        description=(
+            "Appends the user message and starts the reply. With `Accept: text/event-stream` the "
+            "response (200) is the reply's SSE stream; otherwise 202 with both messages and "
+            "`stream_url`. Optional `Idempotency-Key` header (24 h): a retry with the same key and "
+            "body replays the first answer; a different body is 422; while the first is in flight, 409."
+        ),
+        request=MessageCreateSchema,
+        parameters=[
+            OpenApiParameter("Idempotency-Key", OpenApiTypes.STR, OpenApiParameter.HEADER, required=False),
+        ],
+        responses={202: SendAcceptedSchema, 200: OpenApiTypes.STR},
+    )
+    def create(self, request, thread_id=None):
+        thread = self.get_thread(thread_id)
+        body = MessageCreateSchema(data=request.data)
+        body.is_valid(raise_exception=True)
+        key = validate_key(request.headers.get("Idempotency-Key"))
+        ensure_stream_store()
+        fingerprint = request_fingerprint(thread.pk, request.data) if key else ""
+        with transaction.atomic():
+            replay = idempotency_begin(scope=self.scope, key=key, fingerprint=fingerprint) if key else None
+            if replay is None:
+                user_message, reply = services.message_send(
+                    scope=self.scope,
+                    thread=thread,
+                    content=body.validated_data["content"],
+                    attachments=body.validated_data.get("attachments"),
+                )
+                answer = {
+                    "user_message": MessageSchema(user_message).data,
+                    "assistant_message": MessageSchema(reply).data,
+                    "stream_url": self.stream_url(request, thread.pk, reply.pk),
+                }
+                if key:
+                    idempotency_record(
+                        scope=self.scope, key=key, fingerprint=fingerprint, thread_id=thread.pk, response=answer
+                    )
+            else:
+                answer = replay
+        if wants_event_stream(request):
+            return sse_response(self.scope.workspace_id, answer["assistant_message"]["id"], 0)
+        return Response(answer, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(
+        summary="Stream an assistant message (Server-Sent Events)",
+        description=(
+            "Replays the message's events and follows them live. `Last-Event-ID` (header) or "
+            "`?last_event_id=` resumes after that event. A finished message asked for events after "
+            "its last one answers 204. Every stream ends with a `done` or `error` event."
+        ),
+        parameters=[
+            OpenApiParameter("Last-Event-ID", OpenApiTypes.INT, OpenApiParameter.HEADER, required=False),
+            OpenApiParameter("last_event_id", OpenApiTypes.INT, OpenApiParameter.QUERY, required=False),
+        ],
+        responses={200: OpenApiTypes.STR, 204: None},
+    )
+    def stream(self, request, thread_id=None, message_id=None):
+        message = self.get_message(thread_id, message_id)
+        after = parse_last_event_id(request)
+        if message.role != Message.Role.ASSISTANT:
+            raise exceptions.NotFound()
+        if message.is_final and message.last_seq and after >= message.last_seq:
+            return HttpResponse(status=204)
+        return sse_response(self.scope.workspace_id, message.pk, after)
+
+    @extend_schema(
+        summary="Cancel an assistant reply",
+        description="Stops generation; the reply keeps its partial content with status `cancelled`. Idempotent.",
+        request=None,
+        responses=MessageSchema,
+    )
+    def cancel(self, request, thread_id=None, message_id=None):
+        message = self.get_message(thread_id, message_id)
+        if not message.is_final:
+            from chat.stream.cancel import cancel_and_wait
+
+            try:
+                cancel_and_wait(self.scope.workspace_id, message.pk)
+            except ConnectionError:
+                raise ServiceUnavailable() from None
+            message = self.get_message(thread_id, message_id)
+        return Response(MessageSchema(message).data)
 
 
 __all__ = ["ThreadViewSet", "MessageViewSet", "NOT_FOUND_BODY"]

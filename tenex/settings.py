@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -89,16 +90,18 @@ ASGI_APPLICATION = "tenex.asgi.application"
 DATABASE_URL = env_str("DATABASE_URL")
 if DATABASE_URL:
     _db = parse_database_url(DATABASE_URL)
-    if env_bool("TENEX_DB_POOL", True):
+    # Pooled by default; the test suite opens and drops databases, so it does without.
+    if env_bool("TENEX_DB_POOL", not TESTING):
         _db["OPTIONS"]["pool"] = {
             "min_size": env_int("TENEX_DB_POOL_MIN", 1, minimum=0),
             "max_size": env_int("TENEX_DB_POOL_MAX", 20, minimum=1),
             "timeout": env_int("TENEX_DB_POOL_TIMEOUT", 10, minimum=1),
         }
     else:
-        _db["CONN_MAX_AGE"] = env_int("TENEX_DB_CONN_MAX_AGE", 60, minimum=0)
+        _db["CONN_MAX_AGE"] = env_int("TENEX_DB_CONN_MAX_AGE", 0 if TESTING else 60, minimum=0)
     _db["CONN_HEALTH_CHECKS"] = True
-    _db["TEST"] = {"NAME": env_str("TENEX_TEST_DATABASE_NAME", f"test_{_db['NAME']}")}
+    # One test database per test run, so parallel runs on one server never collide.
+    _db["TEST"] = {"NAME": env_str("TENEX_TEST_DATABASE_NAME", f"test_{_db['NAME']}_{os.getpid()}")}
     DATABASES = {"default": _db}
 else:
     DATA_DIR.mkdir(parents=True, exist_ok=True)

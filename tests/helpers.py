@@ -30,3 +30,39 @@ def collect_pages(client, url: str, limit: int = 7) -> list[dict]:
         if not body["next"]:
             return items
         response = client.get(body["next"])
+
+
+def parse_sse(raw: bytes | str) -> list[dict]:
+    """Events of an SSE body as dicts: {"id": int, "event": str, "data": dict}; comments skipped."""
+    import json
+
+    text = raw.decode() if isinstance(raw, bytes) else raw
+    events = []
+    for block in text.split("\n\n"):
+        fields: dict[str, str] = {}
+        for line in block.split("\n"):
+            if not line or line.startswith(":"):
+                continue
+            name, _, value = line.partition(": ")
+            fields[name] = value
+        if "data" in fields:
+            events.append({"id": int(fields["id"]), "event": fields["event"], "data": json.loads(fields["data"])})
+    return events
+
+
+def streamed_body(response) -> bytes:
+    """The whole body of a streaming test-client response (sync or async content)."""
+    from asgiref.sync import async_to_sync
+
+    content = response.streaming_content
+    if hasattr(content, "__aiter__"):
+
+        async def collect() -> bytes:
+            return b"".join([chunk async for chunk in content])
+
+        return async_to_sync(collect)()
+    return b"".join(content)
+
+
+def joined_deltas(events: list[dict]) -> str:
+    return "".join(e["data"]["delta"] for e in events if e["event"] == "delta")

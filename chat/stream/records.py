@@ -1,0 +1,226 @@
+"""Synchronous database steps of a generation, each one short transaction in its workspace.
+
+The producer claims the message, checkpoints partial content (renewing its lease), and finalizes
+content, tool calls, usage and status in one transaction. Every write is conditional on the message
+still streaming under this producer, so a producer that lost its lease can never overwrite the
+outcome another process recorded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from django.conf import settings
+from django.utils import timezone
+
+from agents.providers.base import Turn
+from agents.runtime import AssistantRequest
+from chat.models import Message, Thread
+from workspaces.tenancy import Scope, tenant_context
+
+DEFAULT_OPEN_TOOLS = ("search_knowledge", "run_agent")
+ATTACHMENT_MARKER = "\n\n--- Attachment: "
+
+
+@dataclass
+class GenerationState:
+    seq: int = 0
+    content: str = ""
+    tool_calls: list[dict] = field(default_factory=list)
+    usage: dict = field(default_factory=dict)
+    version: int = 0  # bumped on every change, so checkpoints write only when needed
+
+    def record_tool_call(self, envelope: dict) -> None:
+        for index, existing in enumerate(self.tool_calls):
+            if existing["id"] == envelope["id"]:
+                self.tool_calls[index] = envelope
+                break
+        else:
+            self.tool_calls.append(envelope)
+        self.version += 1
+
+    def settled_tool_calls(self) -> list[dict]:
+        """Tool calls as history keeps them: one still running when the reply ended has failed."""
+        settled = []
+        for call in self.tool_calls:
+            if call.get("status") == "running":
+                call = {**call, "status": "failed", "result": {"error": "The reply ended before this tool finished."}}
+            settled.append(call)
+        return settled
+
+
+@dataclass
+class GenerationInput:
+    thread_id: str
+    request: AssistantRequest
+
+
+def lease_deadline():
+    return timezone.now() + timedelta(seconds=settings.TENEX_STREAM_LEASE_SECONDS)
+
+
+def render_user_turn(message: Message) -> str:
+    """The user's text followed by what they attached, as the assistant sees it."""
+    parts = [message.content]
+    for attachment in message.attachments.all():
+        title = attachment.title or attachment.type
+        parts.append(f"{ATTACHMENT_MARKER}{title} ---\n{attachment.content}")
+    return "".join(parts)
+
+
+def _tool_names(thread: Thread) -> list[str]:
+    from agents.tools import registered_tools
+
+    available = registered_tools()
+    agent = (thread.context or {}).get("agent")
+    wanted = list(agent.get("tools") or ["search_knowledge"]) if agent else list(DEFAULT_OPEN_TOOLS)
+    return [name for name in wanted if name in available]
+
+
+def _system_prompt(thread: Thread) -> str:
+    from agents import context as thread_context
+
+    render = getattr(thread_context, "system_prompt_for", None)
+    if render is not None:
+        return render(thread.context or {}, thread.system_prompt)
+    return thread.system_prompt
+
+
+def claim_generation(workspace_id: str, message_id: str, producer: str) -> GenerationInput | None:
+    """Take the lease on a streaming message and load what the assistant needs to answer it."""
+    with tenant_context(workspace_id):
+        claimed = (
+            Message.objects.for_workspace(workspace_id)
+            .filter(pk=message_id, status=Message.Status.STREAMING)
+            .update(producer=producer, lease_expires_at=lease_deadline())
+        )
+        if not claimed:
+            return None
+        message = Message.objects.for_workspace(workspace_id).select_related("thread").get(pk=message_id)
+        thread = message.thread
+        history = (
+            Message.objects.for_workspace(workspace_id)
+            .filter(thread=thread, position__lt=message.position)
+            .prefetch_related("attachments")
+            .order_by("position")
+        )
+        turns: list[Turn] = []
+        for earlier in history:
+            if earlier.role == Message.Role.USER:
+                turns.append(Turn(role="user", content=render_user_turn(earlier)))
+            elif earlier.content:
+                turns.append(Turn(role="assistant", content=earlier.content))
+        request = AssistantRequest(
+            scope=Scope(workspace_id=workspace_id, user_id=thread.user_id),
+            thread_id=thread.pk,
+            system=_system_prompt(thread),
+            history=turns,
+            tool_names=_tool_names(thread),
+            model=settings.TENEX_LLM_MODEL,
+        )
+        return GenerationInput(thread_id=thread.pk, request=request)
+
+
+def checkpoint(workspace_id: str, message_id: str, producer: str, state: GenerationState) -> bool:
+    """Save partial content and renew the lease. False when this producer no longer owns the message."""
+    with tenant_context(workspace_id):
+        updated = (
+            Message.objects.for_workspace(workspace_id)
+            .filter(pk=message_id, status=Message.Status.STREAMING, producer=producer)
+            .update(
+                content=state.content,
+                tool_calls=state.tool_calls,
+                last_seq=state.seq,
+                lease_expires_at=lease_deadline(),
+            )
+        )
+    return bool(updated)
+
+
+def finalize(
+    workspace_id: str, message_id: str, producer: str | None, state: GenerationState, status: str, error: dict | None
+) -> dict | None:
+    """Write the outcome in one transaction; the serialized message, or None if it was not ours to end.
+
+    `producer=None` is an orphan's ending (the producer died): it takes any streaming message.
+    `state.seq` must already count the terminal event this outcome will be published as.
+    """
+    from chat.schemas import message_data
+
+    with tenant_context(workspace_id):
+        candidates = Message.objects.for_workspace(workspace_id).select_for_update().filter(
+            pk=message_id, status=Message.Status.STREAMING
+        )
+        if producer is not None:
+            candidates = candidates.filter(producer=producer)
+        message = candidates.first()
+        if message is None:
+            return None
+        now = timezone.now()
+        message.content = state.content
+        message.tool_calls = state.settled_tool_calls()
+        message.usage = {
+            "input_tokens": int(state.usage.get("input_tokens", 0)),
+            "output_tokens": int(state.usage.get("output_tokens", 0)),
+        }
+        message.status = status
+        message.error = error
+        message.completed_at = now
+        message.last_seq = state.seq
+        message.lease_expires_at = None
+        message.save(
+            update_fields=["content", "tool_calls", "usage", "status", "error", "completed_at", "last_seq", "lease_expires_at"]
+        )
+        Thread.objects.for_workspace(workspace_id).filter(pk=message.thread_id).update(
+            last_message_at=now, activity_at=now, updated_at=now
+        )
+        return message_data(message)
+
+
+@dataclass
+class MessageState:
+    status: str
+    thread_id: str
+    last_seq: int
+    lease_expired: bool
+    content: str
+    tool_calls: list
+    message: dict | None  # serialized, when final
+
+
+def message_state(workspace_id: str, message_id: str) -> MessageState | None:
+    from chat.schemas import message_data
+
+    with tenant_context(workspace_id):
+        message = Message.objects.for_workspace(workspace_id).filter(pk=message_id).first()
+        if message is None:
+            return None
+        final = message.status != Message.Status.STREAMING
+        expired = (
+            not final and (message.lease_expires_at is None or message.lease_expires_at <= timezone.now())
+        )
+        return MessageState(
+            status=message.status,
+            thread_id=message.thread_id,
+            last_seq=message.last_seq,
+            lease_expired=expired,
+            content=message.content,
+            tool_calls=list(message.tool_calls or []),
+            message=message_data(message) if final else None,
+        )
+
+
+def expired_streaming_messages(workspace_id: str) -> list[str]:
+    with tenant_context(workspace_id):
+        return list(
+            Message.objects.for_workspace(workspace_id)
+            .filter(status=Message.Status.STREAMING, lease_expires_at__lt=timezone.now())
+            .values_list("pk", flat=True)
+        )
+
+
+def streaming_workspaces() -> list[str]:
+    from workspaces.models import Workspace
+
+    return list(Workspace.objects.values_list("pk", flat=True))

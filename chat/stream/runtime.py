@@ -1,0 +1,432 @@
+"""The generation runtime: one background event loop per process that produces replies.
+
+A reply never runs inside an HTTP request's coroutine. `start` hands the message to this loop after
+the request's transaction committed; the loop appends events to the stream log, checkpoints the
+message row at least once a second (renewing its lease), honours cancel signals from any process,
+and records the outcome in one transaction before publishing the final `done` or `error` event.
+
+A producer that dies stops renewing its lease. Any process then ends the message as `interrupted`:
+a reader that finds the lease expired, or the periodic sweep. The ending is rebuilt from the log
+(joined deltas are the content), so what readers saw and what history says stay the same.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
+from dataclasses import dataclass, field, replace
+from functools import partial
+from typing import Any, Callable
+
+from django.conf import settings
+from django.db import close_old_connections, connections
+
+from agents.providers import get_provider
+from agents.providers.base import ProviderError, TextDelta, Usage
+from agents.runtime import ToolCallUpdate, run_assistant
+from chat.stream import records
+from chat.stream.events import make_event
+from chat.stream.log import TERMINAL_TYPES, get_stream_log
+
+logger = logging.getLogger(__name__)
+
+CANCEL_CHANNEL = "tenex:cancel"
+LEASES_KEY = "tenex:leases"
+CHECKPOINT_SECONDS = 1.0
+
+
+def cancel_key(message_id: str) -> str:
+    return f"tenex:cancel:{{{message_id}}}"
+
+
+@dataclass
+class ActiveGeneration:
+    workspace_id: str
+    message_id: str
+    thread_id: str = ""
+    cancel: asyncio.Event = field(default_factory=asyncio.Event)
+    state: records.GenerationState = field(default_factory=records.GenerationState)
+    lost: bool = False  # another process ended this message (our lease had lapsed)
+
+
+class GenerationRuntime:
+    def __init__(self) -> None:
+        self.producer_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.log = get_stream_log()
+        self.redis_url = settings.REDIS_URL
+        self.active: dict[str, ActiveGeneration] = {}
+        self._tasks: set[asyncio.Task] = set()
+        self._db = ThreadPoolExecutor(max_workers=8, thread_name_prefix="tenex-generation-db")
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._run_loop, name="tenex-generation", daemon=True)
+        self._ready = threading.Event()
+        self._thread.start()
+        self._ready.wait()
+        self._sync_redis: dict[str, Any] = {}
+        self._sync_redis_lock = threading.Lock()
+
+    # --- plumbing -----------------------------------------------------------------------------
+    def _run_loop(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.call_soon(self._ready.set)
+        self._keep(self.loop.create_task(self._sweep_forever()))
+        if self.redis_url:
+            self._keep(self.loop.create_task(self._listen_for_cancels()))
+        self.loop.run_forever()
+
+    def _keep(self, task: asyncio.Task) -> asyncio.Task:
+        # The loop holds tasks only weakly: without a reference a pending task can be collected.
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def shutdown(self) -> None:
+        """Stop the loop's tasks and the loop (at interpreter exit)."""
+
+        async def stop_tasks() -> None:
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        with suppress(Exception):
+            self.submit(stop_tasks()).result(timeout=2)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+
+    def submit(self, coroutine) -> "asyncio.Future[Any]":
+        """Run a coroutine on the runtime loop from any thread or loop."""
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop)
+
+    async def db(self, function: Callable, *args: Any) -> Any:
+        """Run a synchronous database step on the runtime's own worker threads."""
+        return await self.loop.run_in_executor(self._db, partial(self._db_call, function, *args))
+
+    @staticmethod
+    def _db_call(function: Callable, *args: Any) -> Any:
+        close_old_connections()
+        try:
+            return function(*args)
+        finally:
+            if connections["default"].vendor == "postgresql":
+                connections["default"].close()  # back to the pool between steps
+
+    def redis(self):
+        """A synchronous Redis client for callers outside the loop (views), per configured URL."""
+        import redis
+
+        url = settings.REDIS_URL or self.redis_url
+        with self._sync_redis_lock:
+            client = self._sync_redis.get(url)
+            if client is None:
+                client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
+                self._sync_redis[url] = client
+            return client
+
+    # --- starting and cancelling --------------------------------------------------------------
+    def start(self, workspace_id: str, message_id: str) -> None:
+        self.loop.call_soon_threadsafe(lambda: self._keep(self.loop.create_task(self._generate(workspace_id, message_id))))
+
+    def request_cancel(self, message_id: str) -> None:
+        """Ask whichever process produces this message to stop (safe to call from any thread)."""
+        self.loop.call_soon_threadsafe(self._cancel_local, message_id)
+        if self.redis_url:
+            client = self.redis()
+            client.set(cancel_key(message_id), "1", ex=3600)
+            client.publish(CANCEL_CHANNEL, message_id)
+
+    def _cancel_local(self, message_id: str) -> None:
+        generation = self.active.get(message_id)
+        if generation is not None:
+            generation.cancel.set()
+
+    async def _listen_for_cancels(self) -> None:
+        import redis.asyncio as aioredis
+
+        while True:
+            try:
+                client = aioredis.Redis.from_url(self.redis_url)
+                async with client.pubsub() as pubsub:
+                    await pubsub.subscribe(CANCEL_CHANNEL)
+                    async for item in pubsub.listen():
+                        if item.get("type") == "message":
+                            data = item["data"]
+                            self._cancel_local(data.decode() if isinstance(data, bytes) else data)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - keep listening through Redis restarts
+                logger.warning("cancel listener lost Redis; retrying", exc_info=True)
+                await asyncio.sleep(1)
+
+    async def _cancel_was_requested(self, message_id: str) -> bool:
+        if not self.redis_url:
+            return False
+        import redis.asyncio as aioredis
+
+        client = aioredis.Redis.from_url(self.redis_url)
+        try:
+            return bool(await client.exists(cancel_key(message_id)))
+        finally:
+            await client.aclose()
+
+    # --- producing ----------------------------------------------------------------------------
+    async def _publish(self, generation: ActiveGeneration, kind: str, **payload: Any) -> bool:
+        state = generation.state
+        state.seq += 1
+        event = make_event(
+            state.seq, kind, message_id=generation.message_id, thread_id=generation.thread_id, **payload
+        )
+        appended = await self.log.append(generation.message_id, event)
+        if appended is False:
+            generation.lost = True
+        return appended is not False
+
+    async def _generate(self, workspace_id: str, message_id: str) -> None:
+        generation = ActiveGeneration(workspace_id=workspace_id, message_id=message_id)
+        self.active[message_id] = generation
+        try:
+            loaded = await self.db(records.claim_generation, workspace_id, message_id, self.producer_id)
+            if loaded is None:
+                return
+            generation.thread_id = loaded.thread_id
+            await self._track_lease(workspace_id, message_id)
+            if await self._cancel_was_requested(message_id):
+                generation.cancel.set()
+            checkpoints = asyncio.create_task(self._checkpoint_forever(generation))
+            try:
+                status, error = await self._produce(generation, loaded)
+            finally:
+                checkpoints.cancel()
+                with suppress(asyncio.CancelledError):
+                    await checkpoints
+            if not generation.lost:
+                await self._finish(generation, status, error)
+        except Exception:  # noqa: BLE001 - never leave a message streaming because of a bug here
+            logger.exception("generation of %s failed", message_id)
+            if not generation.lost:
+                with suppress(Exception):
+                    await self._finish(
+                        generation, "failed", {"code": "internal_error", "message": "The assistant failed unexpectedly."}
+                    )
+        finally:
+            self.active.pop(message_id, None)
+            await self._untrack_lease(workspace_id, message_id)
+
+    async def _produce(self, generation: ActiveGeneration, loaded: records.GenerationInput) -> tuple[str, dict | None]:
+        state = generation.state
+        events = run_assistant(loaded.request, get_provider())
+        cancelled = asyncio.ensure_future(generation.cancel.wait())
+        next_event: asyncio.Future | None = None
+        try:
+            while True:
+                if generation.lost:
+                    return "interrupted", None
+                next_event = asyncio.ensure_future(events.__anext__())
+                done, _ = await asyncio.wait({next_event, cancelled}, return_when=asyncio.FIRST_COMPLETED)
+                if next_event not in done:
+                    next_event.cancel()
+                    with suppress(BaseException):
+                        await next_event
+                    return "cancelled", None
+                try:
+                    event = next_event.result()
+                except StopAsyncIteration:
+                    return "complete", None
+                if isinstance(event, TextDelta):
+                    # State first, then the log: content is always exactly the joined deltas.
+                    state.content += event.text
+                    state.version += 1
+                    await self._publish(generation, "delta", delta=event.text)
+                elif isinstance(event, ToolCallUpdate):
+                    state.record_tool_call(event.envelope)
+                    await self._publish(generation, "tool_call", tool_call=event.envelope)
+                elif isinstance(event, Usage):
+                    state.usage = {"input_tokens": event.input_tokens, "output_tokens": event.output_tokens}
+        except ProviderError as exc:
+            return "failed", {"code": exc.code, "message": exc.message}
+        finally:
+            cancelled.cancel()
+            if next_event is not None and not next_event.done():
+                next_event.cancel()
+                with suppress(BaseException):
+                    await next_event
+            with suppress(BaseException):
+                await events.aclose()
+
+    async def _finish(self, generation: ActiveGeneration, status: str, error: dict | None) -> None:
+        # The outcome is recorded with the number its terminal event is about to take.
+        outcome = replace(generation.state, seq=generation.state.seq + 1)
+        message = await self.db(
+            records.finalize, generation.workspace_id, generation.message_id, self.producer_id, outcome, status, error
+        )
+        if message is None:
+            return  # another process ended it (our lease lapsed); its ending stands
+        if error is None:
+            await self._publish(generation, "done", message=message)
+        else:
+            await self._publish(generation, "error", message=message, error=error)
+        await self.log.finish(generation.message_id)
+
+    async def _checkpoint_forever(self, generation: ActiveGeneration) -> None:
+        """Persist partial content at least once a second and renew the lease while producing."""
+        lease = settings.TENEX_STREAM_LEASE_SECONDS
+        saved_version = -1
+        last_renewal = time.monotonic()
+        while True:
+            await asyncio.sleep(CHECKPOINT_SECONDS)
+            state = generation.state
+            due = time.monotonic() - last_renewal >= lease / 3
+            if state.version == saved_version and not due:
+                continue
+            snapshot = records.GenerationState(
+                seq=state.seq, content=state.content, tool_calls=list(state.tool_calls), usage=dict(state.usage)
+            )
+            owned = await self.db(
+                records.checkpoint, generation.workspace_id, generation.message_id, self.producer_id, snapshot
+            )
+            if not owned:
+                generation.lost = True
+                generation.cancel.set()
+                return
+            saved_version = state.version
+            last_renewal = time.monotonic()
+            await self._track_lease(generation.workspace_id, generation.message_id)
+
+    # --- leases and orphans -------------------------------------------------------------------
+    async def _track_lease(self, workspace_id: str, message_id: str) -> None:
+        if not self.redis_url:
+            return
+        client = self._lease_client()
+        expires = time.time() + settings.TENEX_STREAM_LEASE_SECONDS
+        await client.zadd(LEASES_KEY, {f"{workspace_id}|{message_id}": expires})
+
+    async def _untrack_lease(self, workspace_id: str, message_id: str) -> None:
+        if not self.redis_url:
+            return
+        with suppress(Exception):
+            await self._lease_client().zrem(LEASES_KEY, f"{workspace_id}|{message_id}")
+
+    def _lease_client(self):
+        if getattr(self, "_async_redis", None) is None:
+            import redis.asyncio as aioredis
+
+            self._async_redis = aioredis.Redis.from_url(self.redis_url)
+        return self._async_redis
+
+    async def end_orphan(self, workspace_id: str, message_id: str, status: str, error: dict | None) -> dict | None:
+        """End a streaming message whose producer is gone: rebuild it from the log, record, publish."""
+        if message_id in self.active:
+            return None  # produced here and alive
+        state = await self.db(records.message_state, workspace_id, message_id)
+        if state is None or state.status != "streaming":
+            return None
+        rebuilt = records.GenerationState(content=state.content, tool_calls=state.tool_calls, seq=state.last_seq)
+        logged = await self.log.read(message_id, 0, block_seconds=0)
+        if logged:
+            if logged[-1]["type"] in TERMINAL_TYPES:
+                return None
+            rebuilt = records.GenerationState(seq=logged[-1]["seq"])
+            for event in logged:
+                if event["type"] == "delta":
+                    rebuilt.content += event["delta"] or ""
+                elif event["type"] == "tool_call":
+                    rebuilt.record_tool_call(event["tool_call"])
+        elif rebuilt.content:
+            # The log is gone (its process died with it): publish the checkpointed text as one
+            # delta first, so that joined deltas still equal the stored content.
+            rebuilt.seq = 1
+            delta = make_event(1, "delta", message_id=message_id, thread_id=state.thread_id, delta=rebuilt.content)
+            if not await self.log.append(message_id, delta):
+                return None
+        rebuilt.seq += 1
+        message = await self.db(records.finalize, workspace_id, message_id, None, rebuilt, status, error)
+        if message is None:
+            return None
+        kind = "error" if error is not None else "done"
+        event = make_event(
+            rebuilt.seq, kind, message_id=message_id, thread_id=state.thread_id, message=message, error=error
+        )
+        await self.log.append(message_id, event)
+        await self.log.finish(message_id)
+        await self._untrack_lease(workspace_id, message_id)
+        return message
+
+    async def await_ending(self, workspace_id: str, message_id: str, orphan_status: str) -> None:
+        """Wait until the message has ended; end it ourselves if its producer's lease lapses first."""
+        after = 0
+        last_check = 0.0
+        deadline = time.monotonic() + 3 * settings.TENEX_STREAM_LEASE_SECONDS
+        while time.monotonic() < deadline:
+            events = await self.log.read(message_id, after, block_seconds=0.25)
+            if events:
+                after = events[-1]["seq"]
+                if events[-1]["type"] in TERMINAL_TYPES:
+                    return
+                continue
+            if time.monotonic() - last_check < 1.0:
+                continue
+            last_check = time.monotonic()
+            state = await self.db(records.message_state, workspace_id, message_id)
+            if state is None or state.status != "streaming":
+                return
+            if state.lease_expired:
+                await self.end_orphan(workspace_id, message_id, orphan_status, None)
+                return
+
+    async def interrupt_if_expired(self, workspace_id: str, message_id: str) -> None:
+        state = await self.db(records.message_state, workspace_id, message_id)
+        if state is not None and state.lease_expired:
+            await self.end_orphan(workspace_id, message_id, "interrupted", INTERRUPTED_ERROR)
+
+    async def sweep(self) -> int:
+        """End every message whose producer's lease lapsed. Returns how many were ended."""
+        ended = 0
+        if self.redis_url:
+            client = self._lease_client()
+            due = await client.zrangebyscore(LEASES_KEY, "-inf", time.time())
+            pairs = [member.decode().split("|", 1) for member in due]
+        else:
+            pairs = []
+            for workspace_id in await self.db(records.streaming_workspaces):
+                for message_id in await self.db(records.expired_streaming_messages, workspace_id):
+                    pairs.append([workspace_id, message_id])
+        for workspace_id, message_id in pairs:
+            state = await self.db(records.message_state, workspace_id, message_id)
+            if state is None or state.status != "streaming":
+                await self._untrack_lease(workspace_id, message_id)
+                continue
+            if state.lease_expired and await self.end_orphan(workspace_id, message_id, "interrupted", INTERRUPTED_ERROR):
+                ended += 1
+        return ended
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            try:
+                await self.sweep()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - a failed sweep is retried on the next tick
+                logger.warning("stream sweep failed", exc_info=True)
+            await asyncio.sleep(settings.TENEX_SWEEP_SECONDS)
+
+
+INTERRUPTED_ERROR = {"code": "interrupted", "message": "The process producing this reply stopped before it finished."}
+
+_runtime: GenerationRuntime | None = None
+_runtime_lock = threading.Lock()
+
+
+def get_runtime() -> GenerationRuntime:
+    global _runtime
+    with _runtime_lock:
+        if _runtime is None:
+            _runtime = GenerationRuntime()
+            atexit.register(_runtime.shutdown)
+        return _runtime

@@ -1,0 +1,95 @@
+"""Reading a message's stream as Server-Sent Events. Readers only read the log; they never produce.
+
+A reader replays what the log holds after `Last-Event-ID`, then follows it live. While idle it sends
+`: ping` comments and checks the message row: a lapsed producer lease is ended as `interrupted`
+(by this process, on the runtime loop), and a finished message whose log has expired is replayed
+from the stored message. Every stream ends with `done` or `error`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import AsyncIterator
+
+from channels.db import database_sync_to_async
+from django.conf import settings
+from django.http import StreamingHttpResponse
+
+from chat.stream import records
+from chat.stream.events import PING, RETRY_HINT, encode_sse, make_event
+from chat.stream.log import TERMINAL_TYPES, get_stream_log
+from chat.stream.runtime import get_runtime
+
+# How long a finished message may lack its terminal event in the log before we answer from the row.
+TERMINAL_GRACE_SECONDS = 3.0
+
+_message_state = database_sync_to_async(records.message_state)
+
+
+def fallback_events(state: records.MessageState, message_id: str, after_seq: int) -> list[dict]:
+    """Events rebuilt from the stored message when its log is gone: one delta, then the ending."""
+    kind = "error" if state.message and state.message.get("error") else "done"
+    extra = {"error": state.message["error"]} if kind == "error" else {}
+    events = []
+    seq = after_seq
+    if after_seq == 0 and state.content:
+        seq += 1
+        events.append(make_event(seq, "delta", message_id=message_id, thread_id=state.thread_id, delta=state.content))
+    seq = max(seq + 1, state.last_seq)
+    events.append(make_event(seq, kind, message_id=message_id, thread_id=state.thread_id, message=state.message, **extra))
+    return events
+
+
+async def follow(workspace_id: str, message_id: str, after_seq: int) -> AsyncIterator[bytes]:
+    log = get_stream_log()
+    ping_every = settings.TENEX_STREAM_PING_SECONDS
+    check_every = max(1.0, settings.TENEX_STREAM_LEASE_SECONDS / 2)
+    last_seq = after_seq
+    last_sent = time.monotonic()
+    final_seen_at: float | None = None
+    first = True  # the first look does not block: a finished message with no log answers at once
+    yield RETRY_HINT
+    while True:
+        wait = 0 if first else max(0.05, min(check_every, ping_every - (time.monotonic() - last_sent)))
+        first = False
+        events = await log.read(message_id, last_seq, block_seconds=wait)
+        if events:
+            for event in events:
+                if event["seq"] <= last_seq:
+                    continue
+                yield encode_sse(event)
+                last_seq = event["seq"]
+                last_sent = time.monotonic()
+                if event["type"] in TERMINAL_TYPES:
+                    return
+            continue
+        state = await _message_state(workspace_id, message_id)
+        if state is None:  # the thread was deleted under us
+            yield encode_sse(
+                make_event(
+                    last_seq + 1, "error", message_id=message_id, thread_id="",
+                    error={"code": "not_found", "message": "The message was deleted."},
+                )
+            )
+            return
+        if state.status != "streaming":
+            final_seen_at = final_seen_at or time.monotonic()
+            if time.monotonic() - final_seen_at >= TERMINAL_GRACE_SECONDS or not await log.exists(message_id):
+                for event in fallback_events(state, message_id, last_seq):
+                    yield encode_sse(event)
+                return
+        elif state.lease_expired:
+            runtime = get_runtime()
+            await asyncio.wrap_future(runtime.submit(runtime.interrupt_if_expired(workspace_id, message_id)))
+            continue
+        if time.monotonic() - last_sent >= ping_every - 0.05:
+            yield PING
+            last_sent = time.monotonic()
+
+
+def sse_response(workspace_id: str, message_id: str, after_seq: int) -> StreamingHttpResponse:
+    response = StreamingHttpResponse(follow(workspace_id, message_id, after_seq), content_type="text/event-stream")
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"
+    return response

@@ -1,0 +1,196 @@
+"""Streams across real daphne processes sharing PostgreSQL and Redis."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+from django.conf import settings
+from django.db import connection
+
+from tests.helpers import joined_deltas, parse_sse
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+ROOT = Path(__file__).resolve().parents[2]
+THREADS = "/api/v1/chat/threads"
+LEASE_SECONDS = 2
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def server_env(database_name: str) -> dict[str, str]:
+    db = connection.settings_dict
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
+    env.update(
+        DATABASE_URL=f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{database_name}",
+        REDIS_URL=settings.REDIS_URL,
+        DJANGO_SECRET_KEY="test-secret-key-for-daphne-processes",
+        DJANGO_DEBUG="false",
+        TENEX_STREAM_LEASE_SECONDS=str(LEASE_SECONDS),
+        TENEX_SWEEP_SECONDS="1",
+        TENEX_LOCAL_TOKEN_DELAY_MS="30",
+        TENEX_TESTING="0",
+    )
+    return env
+
+
+@contextmanager
+def daphne_process():
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "tenex.asgi:application"],
+        cwd=ROOT, env=server_env(connection.settings_dict["NAME"]),
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"daphne did not start: {process.stderr.read().decode()[-2000:]}")
+            time.sleep(0.1)
+        yield base, process
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+@pytest.fixture
+def servers(django_db_blocker):
+    with daphne_process() as (a, _), daphne_process() as (b, _):
+        yield a, b
+
+
+def headers(key: str, **extra: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}", **extra}
+
+
+def read_events(response, count: int | None = None) -> list[dict]:
+    """Read SSE events from a streaming httpx response, stopping after `count` events."""
+    events: list[dict] = []
+    buffer = ""
+    for chunk in response.iter_text():
+        buffer += chunk
+        while "\n\n" in buffer:
+            block, buffer = buffer.split("\n\n", 1)
+            events.extend(parse_sse(block + "\n\n"))
+            if count is not None and len(events) >= count:
+                return events
+    return events
+
+
+def start_reply(base: str, key: str, thread_id: str, content: str = "Write a tagline for the launch") -> str:
+    response = httpx.post(f"{base}{THREADS}/{thread_id}/messages", json={"content": content}, headers=headers(key), timeout=10)
+    assert response.status_code == 202, response.text
+    return response.json()["assistant_message"]["id"]
+
+
+def stream_url(base: str, thread_id: str, message_id: str) -> str:
+    return f"{base}{THREADS}/{thread_id}/messages/{message_id}/stream"
+
+
+def full_stream(base: str, key: str, thread_id: str, message_id: str, after: int = 0) -> list[dict]:
+    with httpx.stream(
+        "GET", stream_url(base, thread_id, message_id), headers=headers(key, **{"Last-Event-ID": str(after)}), timeout=30
+    ) as response:
+        assert response.status_code == 200
+        return read_events(response)
+
+
+@pytest.fixture
+def thread_id(alice):
+    return alice.client.post(THREADS, {"title": "multi-process"}, format="json").json()["id"]
+
+
+def test_resume_on_a_second_process(servers, alice, thread_id):
+    a, b = servers
+    reply_id = start_reply(a, alice.key, thread_id)
+    with httpx.stream("GET", stream_url(a, thread_id, reply_id), headers=headers(alice.key), timeout=30) as response:
+        first = read_events(response, count=3)
+    resumed = full_stream(b, alice.key, thread_id, reply_id, after=first[-1]["id"])
+    events = first + resumed
+    assert [e["id"] for e in events] == list(range(1, len(events) + 1))
+    assert events[-1]["event"] == "done"
+    assert joined_deltas(events) == events[-1]["data"]["message"]["content"]
+    assert full_stream(a, alice.key, thread_id, reply_id) == events
+
+
+def test_cancel_sent_to_b_stops_generation_on_a(servers, alice, thread_id):
+    a, b = servers
+    complete_id = start_reply(a, alice.key, thread_id)
+    complete = full_stream(a, alice.key, thread_id, complete_id)
+    reply_id = start_reply(a, alice.key, thread_id)
+    with httpx.stream("GET", stream_url(a, thread_id, reply_id), headers=headers(alice.key), timeout=30) as response:
+        read_events(response, count=5)
+    cancelled = httpx.post(f"{b}{THREADS}/{thread_id}/messages/{reply_id}/cancel", headers=headers(alice.key), timeout=30)
+    assert cancelled.status_code == 200, cancelled.text
+    message = cancelled.json()
+    assert message["status"] == "cancelled"
+    events = full_stream(b, alice.key, thread_id, reply_id)
+    assert events[-1]["event"] == "done" and events[-1]["data"]["message"]["status"] == "cancelled"
+    assert joined_deltas(events) == message["content"]
+    assert len(events) < len(complete)
+    time.sleep(0.5)  # nothing more is produced after the cancel
+    assert full_stream(a, alice.key, thread_id, reply_id) == events
+
+
+def test_generation_continues_after_the_client_leaves(servers, alice, thread_id):
+    a, _ = servers
+    with httpx.stream(
+        "POST", f"{a}{THREADS}/{thread_id}/messages", json={"content": "Summarise our positioning"},
+        headers=headers(alice.key, Accept="text/event-stream"), timeout=30,
+    ) as response:
+        assert response.status_code == 200
+        first_two = read_events(response, count=2)
+    reply_id = first_two[0]["data"]["message_id"]
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        history = httpx.get(f"{a}{THREADS}/{thread_id}/messages", headers=headers(alice.key)).json()["results"]
+        reply = next(m for m in history if m["id"] == reply_id)
+        if reply["status"] != "streaming":
+            break
+        time.sleep(0.1)
+    assert reply["status"] == "complete"
+    events = full_stream(a, alice.key, thread_id, reply_id)
+    assert events[:2] == first_two
+    assert joined_deltas(events) == reply["content"]
+
+
+def test_killed_producer_leaves_an_interrupted_reply(servers, alice, thread_id):
+    a, _ = servers
+    with daphne_process() as (doomed, process):
+        reply_id = start_reply(doomed, alice.key, thread_id, "Tell me everything about our pricing")
+        with httpx.stream("GET", stream_url(doomed, thread_id, reply_id), headers=headers(alice.key), timeout=30) as response:
+            read_events(response, count=4)
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(10)
+        started = time.monotonic()
+        events = full_stream(a, alice.key, thread_id, reply_id)
+        waited = time.monotonic() - started
+    assert events[-1]["event"] == "error"
+    assert events[-1]["data"]["error"]["code"] == "interrupted"
+    message = events[-1]["data"]["message"]
+    assert message["status"] == "interrupted"
+    assert joined_deltas(events) == message["content"]
+    assert waited < LEASE_SECONDS + 5
