@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Any
 
@@ -15,6 +16,8 @@ from chat.models import Attachment, File, Message, Thread
 from knowledge.models import Document
 from workspaces.errors import ReferenceNotFound
 from workspaces.tenancy import Scope
+
+logger = logging.getLogger(__name__)
 
 TITLE_FROM_MESSAGE_MAX = 80
 _WHITESPACE = re.compile(r"\s+")
@@ -200,5 +203,14 @@ def message_send(
     reply.lease_expires_at = lease_deadline()
     Message.objects.for_workspace(scope.workspace_id).filter(pk=reply.pk).update(lease_expires_at=reply.lease_expires_at)
     workspace_id, reply_id = scope.workspace_id, reply.pk
-    transaction.on_commit(lambda: get_runtime().start(workspace_id, reply_id))
+
+    def start_generation() -> None:
+        runtime = get_runtime()
+        try:
+            runtime.track_new(workspace_id, reply_id)
+        except Exception:  # noqa: BLE001 - readers still end it by its database lease
+            logger.warning("could not record the lease of %s in Redis", reply_id, exc_info=True)
+        runtime.start(workspace_id, reply_id)
+
+    transaction.on_commit(start_generation)
     return user_message, reply

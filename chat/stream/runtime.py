@@ -131,6 +131,15 @@ class GenerationRuntime:
             return client
 
     # --- starting and cancelling --------------------------------------------------------------
+    def track_new(self, workspace_id: str, message_id: str) -> None:
+        """Record a new reply's lease in Redis before any producer claims it (from request threads).
+
+        If this process dies between commit and claim, the sweep still finds the reply.
+        """
+        if self.redis_url:
+            expires = time.time() + settings.TENEX_STREAM_LEASE_SECONDS
+            self.redis().zadd(LEASES_KEY, {f"{workspace_id}|{message_id}": expires})
+
     def start(self, workspace_id: str, message_id: str) -> None:
         self.loop.call_soon_threadsafe(lambda: self._keep(self.loop.create_task(self._generate(workspace_id, message_id))))
 

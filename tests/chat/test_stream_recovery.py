@@ -1,0 +1,114 @@
+"""Streams that outlive their log or their producer, idle pings, and history trimming."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+
+import pytest
+import redis
+from django.conf import settings
+from django.utils import timezone
+
+from agents.providers.base import Turn
+from agents.runtime import trim_history
+from chat.models import Message
+from chat.stream.log import RedisStreamLog
+from chat.stream.runtime import LEASES_KEY, get_runtime
+from tests.helpers import joined_deltas, parse_sse, streamed_body
+from workspaces.tenancy import tenant_context
+
+pytestmark = pytest.mark.django_db(transaction=True)
+THREADS = "/api/v1/chat/threads"
+
+
+@pytest.fixture(autouse=True)
+def fast_tokens(settings):
+    settings.TENEX_LOCAL_TOKEN_DELAY_MS = 0
+
+
+@pytest.fixture
+def thread(alice):
+    return alice.client.post(THREADS, {"title": "Recovery"}, format="json").json()
+
+
+def orphan(workspace, thread_id: str, *, lease_in: float, content: str = "") -> Message:
+    """A reply left streaming by a producer that no longer exists."""
+    with tenant_context(workspace.pk):
+        position = Message.objects.filter(thread_id=thread_id).count() + 1
+        return Message.objects.create(
+            workspace_id=workspace.pk, thread_id=thread_id, position=position, role="assistant",
+            status="streaming", content=content, lease_expires_at=timezone.now() + timedelta(seconds=lease_in),
+        )
+
+
+def test_expired_log_replays_from_the_stored_message(alice, thread):
+    sent = alice.client.post(f"{THREADS}/{thread['id']}/messages", {"content": "Hello there"}, format="json", HTTP_ACCEPT="text/event-stream")
+    original = parse_sse(streamed_body(sent))
+    reply_id = original[-1]["data"]["message_id"]
+    redis.Redis.from_url(settings.REDIS_URL).delete(RedisStreamLog.key(reply_id))
+    url = f"{THREADS}/{thread['id']}/messages/{reply_id}/stream"
+    replayed = parse_sse(streamed_body(alice.client.get(url)))
+    assert [e["event"] for e in replayed] == ["delta", "done"]
+    assert replayed[0]["data"]["delta"] == original[-1]["data"]["message"]["content"]
+    assert replayed[-1]["data"]["message"] == original[-1]["data"]["message"]
+    assert alice.client.get(url, HTTP_LAST_EVENT_ID=str(original[-1]["id"])).status_code == 204
+
+
+def test_idle_stream_sends_pings_until_the_lease_lapses(alice, thread, workspace, settings):
+    settings.TENEX_STREAM_PING_SECONDS = 1
+    settings.TENEX_STREAM_LEASE_SECONDS = 2
+    stuck = orphan(workspace, thread["id"], lease_in=2.5, content="Partial answer")
+    started = time.monotonic()
+    body = streamed_body(alice.client.get(f"{THREADS}/{thread['id']}/messages/{stuck.pk}/stream"))
+    assert time.monotonic() - started < 10
+    assert body.count(b": ping\n\n") >= 1
+    events = parse_sse(body)
+    assert events[-1]["event"] == "error" and events[-1]["data"]["error"]["code"] == "interrupted"
+    assert joined_deltas(events) == events[-1]["data"]["message"]["content"] == "Partial answer"
+
+
+def test_sweep_ends_replies_whose_producer_died(alice, thread, workspace):
+    stuck = orphan(workspace, thread["id"], lease_in=-1, content="Half")
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    client.zadd(LEASES_KEY, {f"{workspace.pk}|{stuck.pk}": time.time() - 1})
+    runtime = get_runtime()
+    assert runtime.submit(runtime.sweep()).result(timeout=10) >= 1
+    with tenant_context(workspace.pk):
+        stuck.refresh_from_db()
+    assert stuck.status == "interrupted" and stuck.content == "Half"
+    assert stuck.error["code"] == "interrupted" and stuck.completed_at is not None
+    assert client.zscore(LEASES_KEY, f"{workspace.pk}|{stuck.pk}") is None
+    history = alice.client.get(f"{THREADS}/{thread['id']}/messages").json()["results"]
+    assert history[-1]["status"] == "interrupted"
+
+
+def test_a_live_lease_is_not_swept(alice, thread, workspace):
+    alive = orphan(workspace, thread["id"], lease_in=30)
+    redis.Redis.from_url(settings.REDIS_URL).zadd(LEASES_KEY, {f"{workspace.pk}|{alive.pk}": time.time() + 30})
+    runtime = get_runtime()
+    runtime.submit(runtime.sweep()).result(timeout=10)
+    with tenant_context(workspace.pk):
+        alive.refresh_from_db()
+    assert alive.status == "streaming"
+
+
+def test_history_is_trimmed_oldest_first_within_the_budget():
+    turns = [Turn(role="user" if i % 2 == 0 else "assistant", content=f"turn {i} " + "x" * 400) for i in range(10)]
+    kept = trim_history(turns, budget_tokens=350)
+    assert kept[-1] is turns[-1]
+    assert kept == turns[-len(kept):]
+    assert kept[0].role == "user"
+    assert sum(len(t.content) for t in kept) // 4 <= 350
+    assert trim_history(turns[-1:], budget_tokens=1) == turns[-1:]  # the newest turn always stays
+
+
+def test_reply_sees_earlier_turns_of_the_thread(alice, thread):
+    first = alice.client.post(f"{THREADS}/{thread['id']}/messages", {"content": "First question"}, format="json", HTTP_ACCEPT="text/event-stream")
+    streamed_body(first)
+    second = alice.client.post(f"{THREADS}/{thread['id']}/messages", {"content": "Second question"}, format="json", HTTP_ACCEPT="text/event-stream")
+    events = parse_sse(streamed_body(second))
+    assert events[-1]["event"] == "done"
+    query = next(e["data"]["tool_call"]["arguments"]["query"] for e in events if e["event"] == "tool_call")
+    assert query == "Second question"
+    assert alice.client.get(f"{THREADS}/{thread['id']}").json()["message_count"] == 4
