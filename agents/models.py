@@ -9,6 +9,9 @@ from workspaces import ids
 from workspaces.models import Workspace
 from workspaces.tenancy import TenantManager
 
+# What a version is made of: changing any of these raises Agent.version.
+VERSIONED_FIELDS = ("name", "slug", "description", "instructions", "input_schema", "tools")
+
 
 class Agent(models.Model):
     id = models.CharField(primary_key=True, max_length=ids.ID_MAX_LENGTH, default=ids.new_agent_id, editable=False)
@@ -33,12 +36,13 @@ class Agent(models.Model):
 
 
 class AgentVersion(models.Model):
-    """A frozen copy of an agent as it was at `version`."""
+    """A frozen copy of an agent as it was at `version` (the current one included), never edited."""
 
     workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="+")
     agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="versions")
     version = models.PositiveIntegerField()
     name = models.CharField(max_length=200)
+    slug = models.SlugField(max_length=100, blank=True, default="")
     description = models.TextField(blank=True, default="")
     instructions = models.TextField()
     input_schema = models.JSONField(default=dict, blank=True)
@@ -49,3 +53,7 @@ class AgentVersion(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["agent", "version"], name="agentversion_agent_version")]
+        ordering = ["-version"]
+
+    def __str__(self) -> str:
+        return f"{self.name} v{self.version}"

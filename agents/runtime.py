@@ -45,6 +45,7 @@ class AssistantRequest:
     history: list[Turn]  # oldest first; the last one is the new user turn
     tool_names: list[str] = field(default_factory=list)
     model: str = ""
+    knowledge_document_ids: tuple[str, ...] = ()  # the thread's pinned documents, ranked first
 
 
 RuntimeEvent = Union[TextDelta, ToolCallUpdate, Usage]
@@ -75,11 +76,14 @@ def trim_history(turns: list[Turn], budget_tokens: int) -> list[Turn]:
     return kept
 
 
-def _run_tool_sync(scope: Scope, thread_id: str | None, name: str, arguments: dict) -> tuple[str, Any]:
+def _run_tool_sync(request: AssistantRequest, name: str, arguments: dict) -> tuple[str, Any]:
     from agents.tools import ToolContext, run_tool
 
-    with tenant_context(scope.workspace_id):
-        return run_tool(ToolContext(scope=scope, thread_id=thread_id), name, arguments)
+    context = ToolContext(
+        scope=request.scope, thread_id=request.thread_id, knowledge_document_ids=request.knowledge_document_ids
+    )
+    with tenant_context(request.scope.workspace_id):
+        return run_tool(context, name, arguments)
 
 
 async def run_assistant(request: AssistantRequest, provider: Provider) -> AsyncIterator[RuntimeEvent]:
@@ -118,7 +122,7 @@ async def run_assistant(request: AssistantRequest, provider: Provider) -> AsyncI
         for call in normalized:
             envelope = {"id": call.id, "name": call.name, "arguments": call.arguments, "result": None, "status": "running"}
             yield ToolCallUpdate(dict(envelope))
-            status, result = await run_tool(request.scope, request.thread_id, call.name, call.arguments)
+            status, result = await run_tool(request, call.name, call.arguments)
             envelope.update(result=result, status=status)
             yield ToolCallUpdate(dict(envelope))
             turns.append(

@@ -145,7 +145,9 @@ def _file_id(attachment: Mapping[str, Any] | Attachment) -> str:
 
 
 @transaction.atomic
-def attach_files_to_thread(*, scope: Scope, thread: Thread, attachments: Iterable[Mapping[str, Any] | Attachment]) -> int:
+def attach_files_to_thread(
+    *, scope: Scope, thread: Thread, attachments: Iterable[Mapping[str, Any] | Attachment]
+) -> int:
     """Mark the attachments' files as belonging to `thread` (they then go with it); returns how many.
 
     The conditional update is the race guard: a file claimed by another thread in the meantime is

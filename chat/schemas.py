@@ -49,6 +49,9 @@ class ThreadUpdateSchema(StrictSerializer):
 
 
 class LeadSchema(StrictSerializer):
+    """A lead: known fields only (unknown keys are a 400); anything else goes in the free-form `extra`
+    object (at most 8 KB), which is kept, shown to the assistant and included in the content hash."""
+
     name = ExactCharField(required=False, allow_blank=True, max_length=200)
     company = ExactCharField(required=False, allow_blank=True, max_length=200)
     email = serializers.EmailField(required=False, allow_blank=True, max_length=254)

@@ -191,7 +191,7 @@ def message_send(
     from chat.stream.records import lease_deadline
     from chat.stream.runtime import get_runtime
 
-    resolved = resolve_attachments(scope=scope, items=attachments) if attachments else []
+    resolved = resolve_attachments(scope=scope, items=attachments, thread_id=thread.pk) if attachments else []
     user_message = message_append(scope=scope, thread=thread, role=Message.Role.USER, content=content, attachments=resolved)
     if resolved:
         attach_files_to_thread(scope=scope, thread=thread, attachments=resolved)

@@ -1,4 +1,9 @@
-"""Brand profile and knowledge documents (split into passages for search)."""
+"""Brand profile (versioned) and knowledge documents, split into passages for search.
+
+On PostgreSQL, `knowledge_passage` also has a `search_vector` tsvector column that the database
+generates from `document_title` and `text`, with a GIN index (migration 0004). It is not a model
+field: the ORM never writes it, and knowledge.search reads it through SQL expressions.
+"""
 
 from __future__ import annotations
 
@@ -30,11 +35,16 @@ class Document(models.Model):
 
 
 class Passage(models.Model):
-    """A slice of a document's body, the unit that search ranks and tools quote."""
+    """A paragraph-sized slice of a document's body: the unit search ranks and tools quote.
+
+    Rebuilt whenever the document's title or body changes; `document_title` is copied here so the
+    generated search vector can weigh the title without a join.
+    """
 
     workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="+")
     document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="passages")
     index = models.PositiveIntegerField()
+    document_title = models.CharField(max_length=300, blank=True, default="")
     text = models.TextField()
 
     objects = TenantManager()
@@ -42,8 +52,13 @@ class Passage(models.Model):
     class Meta:
         constraints = [models.UniqueConstraint(fields=["document", "index"], name="passage_document_index")]
 
+    def __str__(self) -> str:
+        return f"{self.document_id} #{self.index}"
+
 
 class BrandProfile(models.Model):
+    """The workspace's brand profile; `version` rises on every change (see BrandProfileVersion)."""
+
     workspace = models.OneToOneField(Workspace, on_delete=models.CASCADE, related_name="+")
     name = models.CharField(max_length=200, blank=True, default="")
     description = models.TextField(blank=True, default="")
@@ -56,3 +71,24 @@ class BrandProfile(models.Model):
 
     def __str__(self) -> str:
         return self.name or f"brand of {self.workspace_id}"
+
+
+class BrandProfileVersion(models.Model):
+    """A frozen copy of the brand profile at `version` (the current one included), never edited."""
+
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="+")
+    version = models.PositiveIntegerField()
+    name = models.CharField(max_length=200, blank=True, default="")
+    description = models.TextField(blank=True, default="")
+    voice = models.TextField(blank=True, default="")
+    facts = models.JSONField(default=list, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    objects = TenantManager()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["workspace", "version"], name="brandversion_workspace_version")]
+        ordering = ["-version"]
+
+    def __str__(self) -> str:
+        return f"brand v{self.version} of {self.workspace_id}"

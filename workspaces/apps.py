@@ -7,3 +7,4 @@ class WorkspacesConfig(AppConfig):
 
     def ready(self) -> None:
         from workspaces import checks  # noqa: F401  (registers the system checks)
+        from workspaces import openapi  # noqa: F401  (registers the Bearer key scheme)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from drf_spectacular.utils import extend_schema_serializer
 from rest_framework import serializers
 
 from workspaces.models import ApiKey, Membership, Workspace
@@ -120,3 +121,21 @@ class MemberSchema(serializers.Serializer):
 
     class Meta:
         model = Membership
+
+
+@extend_schema_serializer(component_name="ErrorDetail")
+class ErrorDetailSchema(serializers.Serializer):
+    code = serializers.CharField(help_text="Machine-readable code, e.g. `not_found`, `invalid_request`.")
+    message = serializers.CharField(help_text="A sentence for people.")
+    fields = serializers.DictField(
+        child=serializers.ListField(child=serializers.CharField()),
+        allow_null=True,
+        help_text="Messages per body field when body fields are at fault (nested fields joined with dots); else null.",
+    )
+
+
+@extend_schema_serializer(component_name="Error")
+class ErrorSchema(serializers.Serializer):
+    """Every 4xx and 5xx body: `{"error": {"code", "message", "fields"}}`."""
+
+    error = ErrorDetailSchema()

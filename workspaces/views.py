@@ -32,6 +32,8 @@ class MemberViewSet(mixins.ListModelMixin, ScopedGenericViewSet):
     ordering = ("created_at", "id")
 
     def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):  # OpenAPI generation: no request, no scope
+            return Membership.objects.none()
         # Membership is an identity table (no RLS); it is scoped here, in this one place.
         queryset = Membership.objects.filter(workspace_id=self.scope.workspace_id).select_related("user")
         if self.scope.owner_user_id is not None:

@@ -43,6 +43,8 @@ class ScopedViewSetMixin:
         return auth
 
     def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):  # OpenAPI generation: no request, no scope
+            return self.model.objects.none()
         return self.refine_queryset(self.model.objects.for_scope(self.scope))
 
     def refine_queryset(self, queryset):

@@ -6,8 +6,12 @@ appends the results to the conversation and calls the provider again.
 
 from __future__ import annotations
 
+import json
+import logging
+import os
+from contextlib import aclosing
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Literal, Protocol, Union
+from typing import Any, AsyncContextManager, AsyncIterator, ClassVar, Literal, Protocol, Union
 
 
 @dataclass(frozen=True)
@@ -79,3 +83,162 @@ class Provider(Protocol):
     def stream(self, request: ProviderRequest) -> AsyncIterator[ProviderEvent]:
         """Yield TextDelta as text arrives, a ToolCallRequest per complete tool call, Usage once."""
         ...
+
+
+# --- Shared by the HTTP providers (openai, anthropic) ------------------------------------------
+
+logger = logging.getLogger(__name__)
+
+# ProviderError codes: "provider_not_configured", "provider_auth", "provider_quota", "rate_limited",
+# "provider_timeout", "provider_unavailable", "provider_bad_request" and "provider_error" (anything
+# else, including broken streams).
+_ERROR_TYPE_CODES = {
+    "authentication_error": "provider_auth",
+    "permission_error": "provider_auth",
+    "billing_error": "provider_quota",
+    "insufficient_quota": "provider_quota",
+    "rate_limit_error": "rate_limited",
+    "rate_limit_exceeded": "rate_limited",
+    "overloaded_error": "provider_unavailable",
+    "timeout_error": "provider_timeout",
+}
+_STATUS_CODES = {
+    401: "provider_auth",
+    403: "provider_auth",
+    408: "provider_timeout",
+    429: "rate_limited",
+    502: "provider_unavailable",
+    503: "provider_unavailable",
+    504: "provider_timeout",
+    529: "provider_unavailable",
+}
+
+
+def error_code_for(status: int | None, *error_types: str | None) -> str:
+    """The ProviderError code for a vendor error: its first known error type, else its HTTP status."""
+    for error_type in error_types:
+        if error_type in _ERROR_TYPE_CODES:
+            return _ERROR_TYPE_CODES[error_type]
+    if status in _STATUS_CODES:
+        return _STATUS_CODES[status]
+    if status is not None and 400 <= status < 500:
+        return "provider_bad_request"
+    return "provider_error"
+
+
+def provider_setting(name: str) -> str:
+    """A provider setting from Django settings when set there and non-empty, else from the environment."""
+    from django.conf import settings
+
+    value = getattr(settings, name, None)
+    return str(value) if value not in (None, "") else os.environ.get(name, "")
+
+
+def decode_tool_arguments(raw: str, tool_name: str) -> dict[str, Any]:
+    """The JSON object a model streamed as a tool call's arguments; {} (logged) when it is not one.
+
+    With {} the tool's own argument validation fails and the model sees that result, instead of
+    the whole reply failing over one malformed call.
+    """
+    if not raw.strip():
+        return {}
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        value = None
+    if isinstance(value, dict):
+        return value
+    logger.warning(
+        "tool call %r: arguments are not a JSON object (%d chars); using {}", tool_name, len(raw)
+    )
+    return {}
+
+
+class SDKStreamingProvider:
+    """The frame of a provider built on a vendor SDK: configuration, a lazily made client, and a stream
+    that closes its HTTP response however it ends and lets only ProviderError escape."""
+
+    name: ClassVar[str]
+    vendor: ClassVar[str]  # how messages name the API, e.g. "the Anthropic API"
+    key_setting: ClassVar[str]
+    url_setting: ClassVar[str]
+    default_model: ClassVar[str]
+    client_class: ClassVar[type]  # the SDK's async client
+    timeout_class: ClassVar[type]  # the SDK's Timeout
+    timeout_errors: ClassVar[tuple[type[Exception], ...]]
+    connection_errors: ClassVar[tuple[type[Exception], ...]]
+    default_timeout_seconds = 60.0
+    max_connect_seconds = 10.0
+    default_max_retries = 2
+
+    def __init__(
+        self,
+        *,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        model: str | None = None,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+        client: Any = None,
+    ) -> None:
+        from django.conf import settings
+
+        self.base_url = base_url or provider_setting(self.url_setting) or None
+        self.api_key = api_key or provider_setting(self.key_setting)
+        self.model = model or settings.TENEX_LLM_MODEL or self.default_model
+        self.timeout = float(timeout or getattr(settings, "TENEX_LLM_TIMEOUT_SECONDS", self.default_timeout_seconds))
+        if max_retries is None:
+            max_retries = getattr(settings, "TENEX_LLM_MAX_RETRIES", self.default_max_retries)
+        self.max_retries = max_retries
+        self._client = client
+
+    def client(self) -> Any:
+        """The SDK client, made on first use (its connection pool then belongs to that event loop)."""
+        if self._client is None:
+            if not self.api_key:
+                raise ProviderError("provider_not_configured", f"{self.key_setting} is not set.")
+            # `timeout` bounds each wait (connect, each read), so a long stream is fine while it moves.
+            self._client = self.client_class(
+                api_key=self.api_key,
+                base_url=self.base_url,
+                timeout=self.timeout_class(self.timeout, connect=min(self.timeout, self.max_connect_seconds)),
+                max_retries=self.max_retries,
+            )
+        return self._client
+
+    async def open_stream(self, request: ProviderRequest) -> AsyncContextManager[Any]:
+        """Send the request; return the SDK's stream once the response headers have arrived."""
+        raise NotImplementedError
+
+    def events(self, response: Any) -> AsyncIterator[ProviderEvent]:
+        """The ProviderEvents of an open SDK stream."""
+        raise NotImplementedError
+
+    def api_error(self, exc: Exception) -> ProviderError:
+        """A vendor SDK exception other than a timeout or a connection failure as a ProviderError."""
+        raise NotImplementedError
+
+    async def stream(self, request: ProviderRequest) -> AsyncIterator[ProviderEvent]:
+        """Yield the vendor's events as ProviderEvents; every failure arrives as a ProviderError."""
+        started = False
+        try:
+            response = await self.open_stream(request)
+            started = True
+            # Leaving this block for any reason (end, error, aclose, cancel) closes the HTTP response.
+            async with response, aclosing(self.events(response)) as events:
+                async for event in events:
+                    yield event
+        except ProviderError:
+            raise
+        except Exception as exc:
+            raise self.provider_error(exc, started=started) from exc
+
+    def provider_error(self, exc: Exception, *, started: bool) -> ProviderError:
+        """Any failure while calling or reading the API as a ProviderError; `started`: headers had arrived."""
+        if isinstance(exc, self.timeout_errors):
+            return ProviderError("provider_timeout", f"No answer from {self.vendor} in time.")
+        if isinstance(exc, self.connection_errors):
+            if started:
+                return ProviderError("provider_error", f"The connection to {self.vendor} broke mid-reply.")
+            return ProviderError("provider_unavailable", f"Cannot reach {self.vendor}: {exc}")
+        return self.api_error(exc)

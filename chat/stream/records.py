@@ -14,6 +14,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.utils import timezone
 
+from agents.context import system_prompt_for
 from agents.providers.base import Turn
 from agents.runtime import AssistantRequest
 from chat.models import Message, Thread
@@ -78,13 +79,6 @@ def _tool_names(thread: Thread) -> list[str]:
     return [name for name in wanted if name in available]
 
 
-def _system_prompt(thread: Thread) -> str:
-    from agents import context as thread_context
-
-    render = getattr(thread_context, "system_prompt_for", None)
-    if render is not None:
-        return render(thread.context or {}, thread.system_prompt)
-    return thread.system_prompt
 
 
 def claim_generation(workspace_id: str, message_id: str, producer: str) -> GenerationInput | None:
@@ -114,10 +108,11 @@ def claim_generation(workspace_id: str, message_id: str, producer: str) -> Gener
         request = AssistantRequest(
             scope=Scope(workspace_id=workspace_id, user_id=thread.user_id),
             thread_id=thread.pk,
-            system=_system_prompt(thread),
+            system=system_prompt_for(thread.context or {}, thread.system_prompt),
             history=turns,
             tool_names=_tool_names(thread),
             model=settings.TENEX_LLM_MODEL,
+            knowledge_document_ids=tuple(thread.knowledge_document_ids or ()),
         )
         return GenerationInput(thread_id=thread.pk, request=request)
 

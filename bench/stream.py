@@ -1,0 +1,1000 @@
+"""Streaming benchmark: tenex replies through daphne on PostgreSQL + Redis against a bare SSE floor.
+
+    .venv/bin/python bench/stream.py [--concurrency 50,200] [--duration 20] [--slow-streams 1000]
+                                     [--skip-rss] [--keep]
+
+What it does, all in one run on this machine:
+1. Creates a dedicated database (`tenex_bench_stream`, owned by tenex_owner; dropped and recreated
+   unless --keep), migrates it as the owner, grants the plain `tenex_app` role (the server connects
+   as that role, so row-level security applies as in production), creates a workspace and a personal
+   key, and FLUSHes a dedicated Redis DB (redis://127.0.0.1:6379/14).
+2. Starts tenex under daphne (local provider, TENEX_LOCAL_TOKEN_DELAY_MS=0), seeds three knowledge
+   documents sized so the fixed question gets a ~200-word reply, and captures that reply's exact
+   SSE bytes and headers.
+3. Starts the bare app (bench/bare_sse_app.py) under the same daphne with the same flags; it answers
+   any POST with the captured bytes, one ASGI body message per event, from memory (the floor).
+4. For each concurrency: N workers, each on its own thread, repeatedly POST a message with
+   `Accept: text/event-stream` and read the stream to the end. After a warm-up, it counts events
+   delivered per second and, per request, the time from sending to the first `delta` event (TTFD).
+   Same against the bare app. Ratios: events/s tenex/bare; server-added TTFD = tenex - bare.
+5. RSS per open stream: a fresh tenex daphne with a 2 s token delay; RSS (VmRSS) after warm-up
+   streams, then after 1,000 more concurrent streams have each received their first delta.
+   The same for the bare app with a 2 s pause between events.
+
+The load generator is a minimal HTTP/1.1 client on asyncio streams (keep-alive, chunked decoding,
+SSE block counting): it costs a fraction of httpx's CPU per event, so on a small machine the
+floor is not capped by the client. `--client httpx` uses httpx.AsyncClient instead.
+Exit status is 0 whenever the measurement ran (a missed target is a result, not a failure).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+PYTHON = sys.executable
+THREADS = "/api/v1/chat/threads"
+QUESTION = "What is the Aurora launch plan for pricing, channels and support?"
+DOC_TITLES = ("Aurora launch plan — pricing", "Aurora launch plan — channels", "Aurora launch plan — support")
+VOCAB = (
+    "the aurora launch plan keeps pricing simple with three tiers while channels and support teams "
+    "share one calendar so every customer hears the same story at the same time and nobody waits "
+    "for answers about discounts trials renewals or onboarding sessions"
+).split()
+DROP_HEADERS = {"transfer-encoding", "server", "date", "connection", "content-length", "keep-alive"}
+
+TARGET_EVENTS_RATIO = 0.35
+TARGET_TTFD_ADDED_MS = 20.0
+TARGET_RSS_KIB = 64.0
+
+
+# --- small helpers ------------------------------------------------------------------------------
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile; NaN for no values."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), int(-(-q * len(ordered) // 100))))
+    return ordered[rank - 1]
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of one process (all its threads)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def service_cpu_seconds() -> dict[int, float]:
+    """CPU seconds of every postgres and redis-server process, by pid (shared with anything else)."""
+    found: dict[int, float] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            name = (entry / "comm").read_text().strip()
+        except OSError:
+            continue
+        if name.startswith("postgres") or name.startswith("redis-server"):
+            found[int(entry.name)] = cpu_seconds(int(entry.name))
+    return found
+
+
+def service_cpu_delta(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU the services used between two samples (processes that came or went count from 0)."""
+    return sum(max(0.0, seconds - before.get(pid, 0.0)) for pid, seconds in after.items())
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds (all cores) the whole machine spent not idle, from /proc/stat."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def raise_nofile() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = hard if hard != resource.RLIM_INFINITY else 65536
+    if soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+
+
+def run(cmd: list[str], env: dict[str, str] | None = None, stdin: str | None = None) -> str:
+    result = subprocess.run(cmd, cwd=ROOT, env=env, input=stdin, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout[-2000:]}{result.stderr[-4000:]}")
+    return result.stdout
+
+
+# --- the database and Redis -----------------------------------------------------------------------
+@dataclass
+class Infra:
+    pg_host: str
+    pg_port: int
+    pg_admin: str
+    db_name: str
+    redis_url: str
+    keep: bool
+
+    def psql(self, sql: str, database: str = "postgres") -> str:
+        return run(["psql", "-h", self.pg_host, "-p", str(self.pg_port), "-U", self.pg_admin, "-d", database,
+                    "-v", "ON_ERROR_STOP=1", "-qtA"], stdin=sql)
+
+    def url(self, role: str) -> str:
+        return f"postgres://{role}@{self.pg_host}:{self.pg_port}/{self.db_name}"
+
+    def base_env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST", "TENEX_", "DJANGO_"))}
+        env.update(
+            DATABASE_URL=self.url("tenex_app"),
+            REDIS_URL=self.redis_url,
+            DJANGO_SECRET_KEY="bench-stream-secret-key-not-for-production",
+            DJANGO_DEBUG="false",
+            ALLOWED_HOSTS="127.0.0.1,localhost",
+            TENEX_RATE_LIMIT="1000000/min",
+            TENEX_LOCAL_TOKEN_DELAY_MS="0",
+            TENEX_LLM_PROVIDER="local",
+            TENEX_TESTING="0",
+            PYTHONUNBUFFERED="1",
+        )
+        return env
+
+    def prepare(self) -> bool:
+        """Roles, database, migrations, grants; True when an existing database was kept."""
+        self.psql(
+            """DO $$ BEGIN
+              IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'tenex_owner') THEN
+                CREATE ROLE tenex_owner LOGIN CREATEDB NOSUPERUSER NOBYPASSRLS; END IF;
+              IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'tenex_app') THEN
+                CREATE ROLE tenex_app LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE; END IF;
+            END $$;"""
+        )
+        exists = self.psql(f"SELECT 1 FROM pg_database WHERE datname = '{self.db_name}'").strip() == "1"
+        if exists and self.keep:
+            log(f"keeping database {self.db_name}")
+        else:
+            self.psql(f'DROP DATABASE IF EXISTS "{self.db_name}" WITH (FORCE)')
+            self.psql(f'CREATE DATABASE "{self.db_name}" OWNER tenex_owner')
+        owner_env = {**self.base_env(), "DATABASE_URL": self.url("tenex_owner"), "TENEX_DB_POOL": "false"}
+        run([PYTHON, "manage.py", "migrate", "--no-input", "-v", "0"], env=owner_env)
+        run([PYTHON, "manage.py", "setup_database_roles", "--role", "tenex_app"], env=owner_env)
+        return exists and self.keep
+
+    def flush_redis(self) -> None:
+        import redis
+
+        client = redis.Redis.from_url(self.redis_url)
+        client.flushdb()
+        client.close()
+
+    def api_key(self) -> str:
+        owner_env = {**self.base_env(), "DATABASE_URL": self.url("tenex_owner"), "TENEX_DB_POOL": "false"}
+        run([PYTHON, "manage.py", "create_workspace", "bench-stream", "--name", "Bench stream"], env=owner_env)
+        out = run([PYTHON, "manage.py", "create_api_key", "bench-stream", "--user", "bench-stream@example.com",
+                   "--name", "bench"], env=owner_env)
+        return out.strip().splitlines()[-1]
+
+    def connections(self) -> int:
+        out = self.psql(f"SELECT count(*) FROM pg_stat_activity WHERE datname = '{self.db_name}'")
+        return int(out.strip() or 0)
+
+    def redis_clients(self) -> int:
+        import redis
+
+        client = redis.Redis.from_url(self.redis_url)
+        try:
+            return int(client.info("clients")["connected_clients"])
+        finally:
+            client.close()
+
+    def redis_command_calls(self) -> dict[str, int]:
+        """Server-wide call counts per command (INFO commandstats)."""
+        import redis
+
+        client = redis.Redis.from_url(self.redis_url)
+        try:
+            stats = client.info("commandstats")
+        finally:
+            client.close()
+        return {name.removeprefix("cmdstat_"): int(value["calls"]) for name, value in stats.items()}
+
+    def drop(self) -> None:
+        if not self.keep:
+            self.psql(f'DROP DATABASE IF EXISTS "{self.db_name}" WITH (FORCE)')
+
+
+# --- servers --------------------------------------------------------------------------------------
+class Daphne:
+    """One daphne process in its own process group, stderr to a file."""
+
+    def __init__(self, label: str, app: str, env: dict[str, str], workdir: Path):
+        self.label = label
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.stderr_path = workdir / f"daphne-{label}.stderr"
+        self._stderr = open(self.stderr_path, "wb")
+        self.process = subprocess.Popen(
+            [PYTHON, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), app],
+            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=self._stderr,
+            start_new_session=True, preexec_fn=raise_nofile,
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if httpx.get(f"{self.base}/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"daphne {self.label} did not start:\n{self.stderr_tail()}")
+            time.sleep(0.1)
+
+    def stderr_tail(self, chars: int = 4000) -> str:
+        self._stderr.flush()
+        return self.stderr_path.read_bytes()[-chars:].decode(errors="replace")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            try:
+                os.killpg(self.process.pid, signal.SIGTERM)
+                self.process.wait(10)
+            except (subprocess.TimeoutExpired, ProcessLookupError):
+                try:
+                    os.killpg(self.process.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                self.process.wait(10)
+        self._stderr.close()
+
+
+# --- the load generator ---------------------------------------------------------------------------
+class SSECounter:
+    """Counts SSE events (blocks with a data line) as bytes arrive; notes the first `delta`."""
+
+    __slots__ = ("buffer", "events", "first_event_at", "first_delta_at", "terminal", "window", "tap")
+
+    def __init__(self, window: "Window | None" = None, tap: Callable[[bytes, "SSECounter"], None] | None = None):
+        self.tap = tap  # sees every chunk after it was counted
+        self.buffer = b""
+        self.events = 0
+        self.first_event_at: float | None = None
+        self.first_delta_at: float | None = None
+        self.terminal: str | None = None
+        self.window = window
+
+    def feed(self, data: bytes, now: float) -> None:
+        buffer = self.buffer + data
+        start = 0
+        new = 0
+        while True:
+            end = buffer.find(b"\n\n", start)
+            if end < 0:
+                break
+            block = buffer[start:end]
+            start = end + 2
+            marker = block.find(b"\nevent: ")
+            if marker < 0 or b"\ndata: " not in block:
+                continue  # retry hint, ping comment
+            new += 1
+            if self.first_event_at is None:
+                self.first_event_at = now
+            kind = block[marker + 8 : block.find(b"\n", marker + 1)]
+            if kind == b"delta":
+                if self.first_delta_at is None:
+                    self.first_delta_at = now
+            elif kind in (b"done", b"error"):
+                self.terminal = kind.decode()
+        self.buffer = buffer[start:]
+        if new:
+            self.events += new
+            if self.window is not None:
+                self.window.count(new, now)
+        if self.tap is not None:
+            self.tap(data, self)
+
+
+@dataclass
+class Window:
+    start: float
+    end: float
+    events: int = 0
+
+    def count(self, n: int, now: float) -> None:
+        if self.start <= now <= self.end:
+            self.events += n
+
+
+class HttpError(Exception):
+    pass
+
+
+class RawClient:
+    """One keep-alive HTTP/1.1 connection; POSTs and reads a chunked (or sized) body.
+
+    It reads whatever the socket has (up to 256 KiB) and decodes every complete chunk in it, so a
+    burst of events costs one read and one feed rather than two awaits per event.
+    """
+
+    def __init__(self, host: str, port: int, key: str, timeout: float):
+        self.host, self.port, self.key, self.timeout = host, port, key, timeout
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+        self.buffer = bytearray()
+        self.last_raw_headers: list[tuple[str, str]] = []
+
+    async def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            try:
+                await self.writer.wait_closed()
+            except (OSError, asyncio.CancelledError):
+                pass
+        self.reader = self.writer = None
+        self.buffer = bytearray()
+
+    async def _fill(self) -> float:
+        assert self.reader is not None
+        data = await asyncio.wait_for(self.reader.read(262144), self.timeout)
+        if not data:
+            raise HttpError("connection closed by the server mid-response")
+        self.buffer += data
+        return time.perf_counter()
+
+    async def post_stream(self, path: str, body: bytes, counter: SSECounter) -> tuple[int, dict[str, str], bytes]:
+        """Send; feed a 200's body to `counter`; return status, headers and (for non-200) the body."""
+        if self.writer is None or self.writer.is_closing():
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        self.buffer = bytearray()
+        writer = self.writer
+        writer.write(
+            (f"POST {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\nAuthorization: Bearer {self.key}\r\n"
+             f"Accept: text/event-stream\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+             ).encode() + body
+        )
+        await writer.drain()
+        buffer = self.buffer
+        now = time.perf_counter()
+        while (head_end := buffer.find(b"\r\n\r\n")) < 0:
+            now = await self._fill()
+        lines = buffer[:head_end].decode("latin-1").split("\r\n")
+        del buffer[: head_end + 4]
+        status = int(lines[0].split(" ", 2)[1])
+        headers: dict[str, str] = {}
+        raw_headers: list[tuple[str, str]] = []
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+            raw_headers.append((name.strip(), value.strip()))
+        self.last_raw_headers = raw_headers
+        kept = bytearray()
+
+        def deliver(data: bytes, at: float) -> None:
+            if status == 200:
+                counter.feed(data, at)
+            else:
+                kept.extend(data)
+
+        if headers.get("transfer-encoding", "").lower() == "chunked":
+            finished = False
+            while True:
+                pieces = []
+                pos = 0
+                while True:
+                    line_end = buffer.find(b"\r\n", pos)
+                    if line_end < 0:
+                        break
+                    size = int(bytes(buffer[pos:line_end]).split(b";", 1)[0].strip(), 16)
+                    if size == 0:  # last chunk, no trailers: CRLF CRLF
+                        if len(buffer) < line_end + 4:
+                            break
+                        pos = line_end + 4
+                        finished = True
+                        break
+                    data_end = line_end + 2 + size
+                    if len(buffer) < data_end + 2:
+                        break
+                    pieces.append(bytes(buffer[line_end + 2 : data_end]))
+                    pos = data_end + 2
+                del buffer[:pos]
+                if pieces:
+                    deliver(b"".join(pieces), now)
+                if finished:
+                    break
+                now = await self._fill()
+        elif "content-length" in headers:
+            length = int(headers["content-length"])
+            while len(buffer) < length:
+                now = await self._fill()
+            deliver(bytes(buffer[:length]), now)
+            del buffer[:length]
+        else:
+            while True:
+                if buffer:
+                    deliver(bytes(buffer), now)
+                    buffer.clear()
+                try:
+                    now = await self._fill()
+                except HttpError:
+                    break
+            await self.close()
+        if headers.get("connection", "").lower() == "close":
+            await self.close()
+        return status, headers, bytes(kept)
+
+
+class HttpxClient:
+    """The same request through httpx.AsyncClient (one client per worker, keep-alive)."""
+
+    def __init__(self, base: str, key: str, timeout: float):
+        self.client = httpx.AsyncClient(base_url=base, timeout=timeout, headers={"Authorization": f"Bearer {key}"})
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+    async def post_stream(self, path: str, body: bytes, counter: SSECounter) -> tuple[int, dict[str, str], bytes]:
+        headers = {"Accept": "text/event-stream", "Content-Type": "application/json"}
+        async with self.client.stream("POST", path, content=body, headers=headers) as response:
+            if response.status_code != 200:
+                return response.status_code, dict(response.headers), await response.aread()
+            async for chunk in response.aiter_raw():
+                counter.feed(chunk, time.perf_counter())
+            return 200, dict(response.headers), b""
+
+
+@dataclass
+class Target:
+    label: str
+    server: Daphne
+    key: str
+    paths: list[str]  # one per worker: each worker posts to its own thread
+
+
+@dataclass
+class Sample:
+    sent: float
+    ttfd: float | None
+    events: int
+    ok: bool
+
+
+@dataclass
+class PhaseResult:
+    label: str
+    concurrency: int
+    duration: float
+    events_in_window: int = 0
+    samples: list[Sample] = field(default_factory=list)
+    errors: dict[str, int] = field(default_factory=dict)
+    server_cpu: float = 0.0
+    client_cpu: float = 0.0
+    services_cpu: float = 0.0
+    machine_cpu: float = 0.0  # every process on the machine (all cores), for context
+    redis_calls: dict[str, int] = field(default_factory=dict)  # server-wide, during the window
+    drained: bool = True
+
+    @property
+    def events_per_s(self) -> float:
+        return self.events_in_window / self.duration
+
+    def ttfd_ms(self) -> list[float]:
+        return [s.ttfd * 1000 for s in self.samples if s.ttfd is not None]
+
+    @property
+    def replies(self) -> int:
+        return sum(1 for s in self.samples if s.ok)
+
+    @property
+    def failed(self) -> int:
+        return sum(1 for s in self.samples if not s.ok)
+
+    def events_per_reply(self) -> float:
+        ok = [s.events for s in self.samples if s.ok]
+        return statistics.mean(ok) if ok else float("nan")
+
+
+def make_client(kind: str, server: Daphne, key: str, timeout: float):
+    if kind == "httpx":
+        return HttpxClient(server.base, key, timeout)
+    return RawClient("127.0.0.1", server.port, key, timeout)
+
+
+async def load_phase(target: Target, concurrency: int, warmup: float, duration: float, client_kind: str,
+                     redis_calls: Callable[[], dict[str, int]] | None = None,
+                     drain_timeout: float = 120.0, request_timeout: float = 60.0) -> PhaseResult:
+    result = PhaseResult(target.label, concurrency, duration)
+    body = json.dumps({"content": QUESTION}).encode()
+    start = time.perf_counter()
+    window = Window(start + warmup, start + warmup + duration)
+    stop_at = window.end
+
+    async def worker(index: int) -> None:
+        client = make_client(client_kind, target.server, target.key, request_timeout)
+        path = target.paths[index]
+        try:
+            while time.perf_counter() < stop_at:
+                counter = SSECounter(window)
+                sent = time.perf_counter()
+                try:
+                    status, _headers, raw = await client.post_stream(path, body, counter)
+                except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, HttpError, httpx.HTTPError, ValueError) as exc:
+                    await client.close()
+                    name = f"{type(exc).__name__}: {str(exc)[:120]}"
+                    result.errors[name] = result.errors.get(name, 0) + 1
+                    if window.start <= sent <= window.end:
+                        result.samples.append(Sample(sent, None, counter.events, False))
+                    await asyncio.sleep(0.1)
+                    continue
+                ok = status == 200 and counter.terminal == "done"
+                if status != 200:
+                    name = f"HTTP {status}: {raw[:160].decode(errors='replace')}"
+                    result.errors[name] = result.errors.get(name, 0) + 1
+                elif counter.terminal != "done":
+                    name = f"stream ended with {counter.terminal or 'no terminal event'}"
+                    result.errors[name] = result.errors.get(name, 0) + 1
+                if window.start <= sent <= window.end:
+                    ttfd = counter.first_delta_at - sent if counter.first_delta_at is not None else None
+                    result.samples.append(Sample(sent, ttfd, counter.events, ok))
+        finally:
+            await client.close()
+
+    pid = target.server.pid
+    cpu0 = None
+    tasks = [asyncio.create_task(worker(i)) for i in range(concurrency)]
+
+    async def mark_cpu() -> tuple[float, float, dict[int, float], float]:
+        return cpu_seconds(pid), time.process_time(), service_cpu_seconds(), machine_busy_seconds()
+
+    await asyncio.sleep(max(0.0, window.start - time.perf_counter()))
+    cpu0 = await mark_cpu()
+    calls0 = redis_calls() if redis_calls else {}
+    await asyncio.sleep(max(0.0, window.end - time.perf_counter()))
+    cpu1 = await mark_cpu()
+    calls1 = redis_calls() if redis_calls else {}
+    result.redis_calls = {k: v - calls0.get(k, 0) for k, v in calls1.items() if v - calls0.get(k, 0) > 0}
+    result.server_cpu = (cpu1[0] - cpu0[0]) / duration
+    result.client_cpu = (cpu1[1] - cpu0[1]) / duration
+    result.services_cpu = service_cpu_delta(cpu0[2], cpu1[2]) / duration
+    result.machine_cpu = (cpu1[3] - cpu0[3]) / duration
+    result.events_in_window = window.events
+    done, pending = await asyncio.wait(tasks, timeout=drain_timeout)
+    if pending:
+        result.drained = False
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+    for task in done:
+        if task.exception() is not None:
+            name = f"worker crashed: {task.exception()!r}"[:200]
+            result.errors[name] = result.errors.get(name, 0) + 1
+    return result
+
+
+# --- setup through the API ------------------------------------------------------------------------
+def passage_text(words: int, offset: int) -> str:
+    chosen = [VOCAB[(offset + i) % len(VOCAB)] for i in range(words)]
+    return (" ".join(chosen)).capitalize() + "."
+
+
+def passage_words_for(target_words: int) -> int:
+    topic = " ".join(QUESTION.split())
+    header = f"Here is what your knowledge base says about “{topic}”:"
+    overhead = len(header.split()) + sum(len(f"From “{title}”: “".split()) for title in DOC_TITLES)
+    return max(5, round((target_words - overhead) / len(DOC_TITLES)))
+
+
+async def api_calls(base: str, key: str, calls: list[tuple[str, str, dict]], concurrency: int = 16) -> list[dict]:
+    """Run JSON API calls with bounded concurrency; every one must succeed."""
+    results: list[dict] = [{}] * len(calls)
+    semaphore = asyncio.Semaphore(concurrency)
+    async with httpx.AsyncClient(base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=60) as client:
+
+        async def one(index: int, method: str, path: str, payload: dict) -> None:
+            async with semaphore:
+                response = await client.request(method, path, json=payload)
+                if response.status_code >= 300:
+                    raise RuntimeError(f"{method} {path} -> {response.status_code}: {response.text[:500]}")
+                results[index] = response.json()
+
+        await asyncio.gather(*(one(i, *call) for i, call in enumerate(calls)))
+    return results
+
+
+async def create_threads(server: Daphne, key: str, count: int, label: str) -> list[str]:
+    made = await api_calls(server.base, key, [("POST", THREADS, {"title": f"bench {label} {i}"}) for i in range(count)])
+    return [f"{THREADS}/{thread['id']}/messages" for thread in made]
+
+
+async def seed_knowledge(server: Daphne, key: str, target_words: int) -> int:
+    per_passage = passage_words_for(target_words)
+    await api_calls(server.base, key, [
+        ("POST", "/api/v1/knowledge/documents", {"title": title, "body": passage_text(per_passage, 7 * i)})
+        for i, title in enumerate(DOC_TITLES)
+    ], concurrency=1)
+    return per_passage
+
+
+async def capture_reply(server: Daphne, key: str) -> tuple[list[tuple[str, str]], list[bytes], dict]:
+    """One real reply: response headers (minus hop-by-hop and daphne's own) and its SSE blocks."""
+    [path] = await create_threads(server, key, 1, "capture")
+    client = RawClient("127.0.0.1", server.port, key, 60)
+    raw = bytearray()
+    counter = SSECounter(tap=lambda data, _counter: raw.extend(data))
+    try:
+        status, _headers, body = await client.post_stream(path, json.dumps({"content": QUESTION}).encode(), counter)
+        headers = [(n, v) for n, v in client.last_raw_headers if n.lower() not in DROP_HEADERS]
+    finally:
+        await client.close()
+    if status != 200 or counter.terminal != "done":
+        raise RuntimeError(f"capture failed: HTTP {status} terminal={counter.terminal} {bytes(body)[:500]!r}")
+    data = bytes(raw)
+    blocks = [block + b"\n\n" for block in data.split(b"\n\n")[:-1]]
+    assert b"".join(blocks) == data, "captured stream does not end on an event boundary"
+    events = []
+    for block in blocks:
+        for line in block.decode().split("\n"):
+            if line.startswith("data: "):
+                events.append(json.loads(line[6:]))
+    content = "".join(e["delta"] for e in events if e["type"] == "delta")
+    info = {
+        "bytes": len(data),
+        "events": len(events),
+        "deltas": sum(1 for e in events if e["type"] == "delta"),
+        "words": len(content.split()),
+        "tool_calls": sum(1 for e in events if e["type"] == "tool_call"),
+        "final_content_matches": events[-1]["type"] == "done" and events[-1]["message"]["content"] == content,
+    }
+    return headers, blocks, info
+
+
+# --- RSS per open stream --------------------------------------------------------------------------
+@dataclass
+class RssResult:
+    label: str
+    before_kib: int = 0
+    after_kib: int = 0
+    opened: int = 0
+    wanted: int = 0
+    failed: int = 0
+    ramp_seconds: float = 0.0
+    errors: dict[str, int] = field(default_factory=dict)
+    pg_connections: int | None = None
+    redis_clients_before: int | None = None
+    redis_clients_after: int | None = None
+
+    @property
+    def per_stream_kib(self) -> float:
+        return (self.after_kib - self.before_kib) / self.opened if self.opened else float("nan")
+
+
+async def hold_streams(server: Daphne, key: str, paths: list[str], batch: int, first_timeout: float,
+                       stop: asyncio.Event, errors: dict[str, int]) -> tuple[list[asyncio.Task], int, int]:
+    """Open one stream per path in batches, each batch waiting for every first delta; keep reading."""
+    body = json.dumps({"content": QUESTION}).encode()
+    tasks: list[asyncio.Task] = []
+    opened = failed = 0
+
+    async def one(path: str, ready: asyncio.Future) -> None:
+        client = RawClient("127.0.0.1", server.port, key, 3600)
+        def tap(_data: bytes, counter: SSECounter) -> None:
+            if counter.first_delta_at is not None and not ready.done():
+                ready.set_result(True)
+
+        counter = SSECounter(tap=tap)
+        try:
+            reading = asyncio.create_task(client.post_stream(path, body, counter))
+            stopping = asyncio.create_task(stop.wait())
+            await asyncio.wait({reading, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            if reading.done():
+                exc = reading.exception()
+                if exc is not None:
+                    raise exc
+                status, _h, raw = reading.result()
+                if not ready.done():
+                    ready.set_exception(HttpError(f"HTTP {status} ended before a delta: {raw[:160]!r}"))
+            reading.cancel()
+            stopping.cancel()
+        except Exception as exc:  # noqa: BLE001 - reported, not fatal
+            if not ready.done():
+                ready.set_exception(HttpError(f"{type(exc).__name__}: {str(exc)[:160]}"))
+        finally:
+            await client.close()
+
+    loop = asyncio.get_running_loop()
+    for first in range(0, len(paths), batch):
+        readies = []
+        for path in paths[first : first + batch]:
+            ready = loop.create_future()
+            readies.append(ready)
+            tasks.append(asyncio.create_task(one(path, ready)))
+        done, pending = await asyncio.wait(readies, timeout=first_timeout)
+        for future in readies:
+            if future in done and future.exception() is None:
+                opened += 1
+            else:
+                failed += 1
+                reason = str(future.exception()) if future in done else f"no first delta within {first_timeout:.0f} s"
+                errors[reason[:200]] = errors.get(reason[:200], 0) + 1
+    return tasks, opened, failed
+
+
+def sample_rss(pid: int, times: int = 3, gap: float = 0.5) -> int:
+    values = []
+    for i in range(times):
+        if i:
+            time.sleep(gap)
+        values.append(rss_kib(pid))
+    return int(statistics.median(values))
+
+
+async def measure_rss(label: str, server: Daphne, key: str, paths: list[str], warm: int, batch: int,
+                      infra: Infra | None) -> RssResult:
+    result = RssResult(label, wanted=len(paths) - warm)
+    stop = asyncio.Event()
+    errors: dict[str, int] = {}
+    warm_tasks, warm_opened, _ = await hold_streams(server, key, paths[:warm], warm, 60, stop, errors)
+    await asyncio.sleep(2)
+    result.before_kib = await asyncio.to_thread(sample_rss, server.pid)
+    if infra is not None:
+        result.redis_clients_before = await asyncio.to_thread(infra.redis_clients)
+    started = time.perf_counter()
+    tasks, result.opened, result.failed = await hold_streams(server, key, paths[warm:], batch, 60, stop, errors)
+    result.ramp_seconds = time.perf_counter() - started
+    await asyncio.sleep(3)
+    result.after_kib = await asyncio.to_thread(sample_rss, server.pid)
+    if infra is not None:
+        result.pg_connections = await asyncio.to_thread(infra.connections)
+        result.redis_clients_after = await asyncio.to_thread(infra.redis_clients)
+    result.errors = errors
+    stop.set()
+    everything = warm_tasks + tasks
+    await asyncio.wait(everything, timeout=30)
+    for task in everything:
+        task.cancel()
+    await asyncio.gather(*everything, return_exceptions=True)
+    return result
+
+
+# --- report ---------------------------------------------------------------------------------------
+def fmt(value: float, digits: int = 1) -> str:
+    return "n/a" if value != value else f"{value:,.{digits}f}"
+
+
+def print_phase_table(pairs: list[tuple[PhaseResult, PhaseResult]]) -> None:
+    print()
+    print("Load: delivered events/s and time to first delta (TTFD), per concurrency")
+    header = (f"{'conc':>5} {'server':<6} {'events/s':>10} {'replies':>8} {'ev/reply':>8} {'TTFD p50':>9} "
+              f"{'TTFD p99':>9} {'failed':>6} {'daphne':>7} {'pg+redis':>8} {'client':>7} {'others':>7}")
+    print(header)
+    print("-" * len(header))
+    for bare, tenex in pairs:
+        for r in (bare, tenex):
+            ttfd = r.ttfd_ms()
+            print(f"{r.concurrency:>5} {r.label:<6} {fmt(r.events_per_s, 0):>10} {r.replies:>8} "
+                  f"{fmt(r.events_per_reply(), 1):>8} {fmt(percentile(ttfd, 50)):>7}ms {fmt(percentile(ttfd, 99)):>7}ms "
+                  f"{r.failed:>6} {r.server_cpu * 100:>6.0f}% {r.services_cpu * 100:>7.0f}% {r.client_cpu * 100:>6.0f}% "
+                  f"{max(0.0, r.machine_cpu - r.server_cpu - r.services_cpu - r.client_cpu) * 100:>6.0f}%")
+    cores = os.cpu_count() or 1
+    print(f"(CPU during the measured window, 100% = one core of {cores}: the daphne under test, every postgres and "
+          f"redis-server process, this load generator, and everything else on the machine)")
+
+
+def check(label: str, ok: bool, detail: str) -> str:
+    return f"  [{'PASS' if ok else 'FAIL'}] {label}: {detail}"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--concurrency", default="50,200", help="comma-separated stream counts (default 50,200)")
+    parser.add_argument("--duration", type=float, default=20.0, help="measured seconds per run (default 20)")
+    parser.add_argument("--warmup", type=float, default=3.0, help="unmeasured seconds before each run (default 3)")
+    parser.add_argument("--slow-streams", type=int, default=1000, help="open streams for the RSS measure (default 1000)")
+    parser.add_argument("--slow-delay-ms", type=int, default=2000, help="token delay that keeps streams open")
+    parser.add_argument("--skip-rss", action="store_true", help="skip the RSS-per-open-stream measurement")
+    parser.add_argument("--skip-bare-rss", action="store_true", help="skip the bare app's RSS measurement")
+    parser.add_argument("--keep", action="store_true", help="keep (reuse) the database; do not drop it at the end")
+    parser.add_argument("--words", type=int, default=200, help="target words per reply (default 200)")
+    parser.add_argument("--client", choices=("raw", "httpx"), default="raw", help="load generator HTTP client")
+    parser.add_argument("--database", default="tenex_bench_stream")
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/14")
+    parser.add_argument("--pg-host", default=os.environ.get("PGHOST", "127.0.0.1"))
+    parser.add_argument("--pg-port", type=int, default=int(os.environ.get("PGPORT", "5432")))
+    parser.add_argument("--pg-admin", default=os.environ.get("PGADMIN", "postgres"))
+    args = parser.parse_args()
+    levels = [int(c) for c in args.concurrency.split(",") if c.strip()]
+
+    raise_nofile()
+    workdir = Path(tempfile.mkdtemp(prefix="tenex-bench-stream-"))
+    infra = Infra(args.pg_host, args.pg_port, args.pg_admin, args.database, args.redis_url, args.keep)
+    servers: list[Daphne] = []
+    started = time.perf_counter()
+
+    def start(label: str, app: str, **extra: str) -> Daphne:
+        server = Daphne(label, app, {**infra.base_env(), **extra}, workdir)
+        servers.append(server)
+        server.wait_ready()
+        return server
+
+    def stop(server: Daphne) -> None:
+        server.stop()
+        servers.remove(server)
+
+    try:
+        log(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, logs in {workdir}")
+        log(f"database {args.database} (owner tenex_owner, server role tenex_app), Redis {args.redis_url}")
+        kept = infra.prepare()
+        infra.flush_redis()
+        key = infra.api_key()
+        tenex = start("tenex", "tenex.asgi:application")
+        if not kept:
+            per_passage = asyncio.run(seed_knowledge(tenex, key, args.words))
+            log(f"seeded {len(DOC_TITLES)} knowledge documents of {per_passage} words each")
+        headers, blocks, info = asyncio.run(capture_reply(tenex, key))
+        log(f"captured reply: {info['words']} words per reply, {info['deltas']} deltas, {info['tool_calls']} tool_call "
+            f"events, {info['events']} events, {info['bytes']:,} bytes of SSE; content == joined deltas: "
+            f"{info['final_content_matches']}")
+        capture_path = workdir / "capture.json"
+        capture_path.write_text(json.dumps({"headers": headers, "chunks": [b.decode("latin-1") for b in blocks]}))
+        log("replayed headers: " + "; ".join(f"{n}: {v}" for n, v in headers))
+        bare = start("bare", "bench.bare_sse_app:application", BENCH_SSE_CAPTURE=str(capture_path))
+
+        pairs: list[tuple[PhaseResult, PhaseResult]] = []
+        for concurrency in levels:
+            paths = asyncio.run(create_threads(tenex, key, concurrency, f"c{concurrency}"))
+            bare_target = Target("bare", bare, key, [f"/stream/{i}" for i in range(concurrency)])
+            tenex_target = Target("tenex", tenex, key, paths)
+            results = []
+            for target in (bare_target, tenex_target):
+                log(f"{target.label}: {concurrency} concurrent streams, {args.warmup:g} s warm-up + {args.duration:g} s")
+                result = asyncio.run(load_phase(target, concurrency, args.warmup, args.duration, args.client,
+                                                redis_calls=infra.redis_command_calls))
+                log(f"  {result.events_per_s:,.0f} events/s, {result.replies} replies, "
+                    f"TTFD p50 {fmt(percentile(result.ttfd_ms(), 50))} ms, failed {result.failed}"
+                    + ("" if result.drained else " (NOT drained: in-flight requests cancelled)"))
+                for error, n in sorted(result.errors.items(), key=lambda kv: -kv[1])[:8]:
+                    log(f"  error x{n}: {error}")
+                results.append(result)
+            pairs.append((results[0], results[1]))
+        stop(bare)
+        stop(tenex)
+
+        rss_results: list[RssResult] = []
+        if not args.skip_rss:
+            warm = 20
+            slow = start("tenex-slow", "tenex.asgi:application", TENEX_LOCAL_TOKEN_DELAY_MS=str(args.slow_delay_ms))
+            log(f"tenex (token delay {args.slow_delay_ms} ms): creating {warm + args.slow_streams} threads")
+            paths = asyncio.run(create_threads(slow, key, warm + args.slow_streams, "rss"))
+            log(f"tenex: {warm} warm-up streams, then {args.slow_streams} more in batches of 50")
+            rss = asyncio.run(measure_rss("tenex", slow, key, paths, warm, 50, infra))
+            rss_results.append(rss)
+            stop(slow)
+            if not args.skip_bare_rss:
+                bare_slow = start("bare-slow", "bench.bare_sse_app:application", BENCH_SSE_CAPTURE=str(capture_path),
+                                  BENCH_BARE_DELAY_MS=str(args.slow_delay_ms))
+                log(f"bare (pause {args.slow_delay_ms} ms): {warm} warm-up streams, then {args.slow_streams} more")
+                bare_paths = [f"/stream/{i}" for i in range(warm + args.slow_streams)]
+                rss_results.append(asyncio.run(measure_rss("bare", bare_slow, key, bare_paths, warm, 50, None)))
+                stop(bare_slow)
+            for r in rss_results:
+                log(f"{r.label}: RSS {r.before_kib:,} KiB -> {r.after_kib:,} KiB with {r.opened}/{r.wanted} streams open "
+                    f"(ramp {r.ramp_seconds:.1f} s, {r.failed} failed)")
+                for error, n in sorted(r.errors.items(), key=lambda kv: -kv[1])[:6]:
+                    log(f"  error x{n}: {error}")
+
+        # --- report ---
+        print_phase_table(pairs)
+        print()
+        print("Ratios (tenex vs the bare floor under the same daphne)")
+        print(f"{'conc':>5} {'events/s tenex/bare':>20} {'TTFD p50 added':>15} {'TTFD p99 added':>15}")
+        for bare_r, tenex_r in pairs:
+            ratio = tenex_r.events_per_s / bare_r.events_per_s if bare_r.events_per_s else float("nan")
+            p50 = percentile(tenex_r.ttfd_ms(), 50) - percentile(bare_r.ttfd_ms(), 50)
+            p99 = percentile(tenex_r.ttfd_ms(), 99) - percentile(bare_r.ttfd_ms(), 99)
+            print(f"{bare_r.concurrency:>5} {ratio * 100:>19.1f}% {fmt(p50):>12} ms {fmt(p99):>12} ms")
+        print()
+        print("Redis commands per delivered event during the tenex windows (server-wide counts)")
+        for _bare_r, tenex_r in pairs:
+            events = max(1, tenex_r.events_in_window)
+            top = sorted(tenex_r.redis_calls.items(), key=lambda kv: -kv[1])[:8]
+            print(f"{tenex_r.concurrency:>5}: total {sum(tenex_r.redis_calls.values()) / events:.2f}/event; "
+                  + ", ".join(f"{name} {calls / events:.2f}" for name, calls in top))
+        if rss_results:
+            print()
+            print("RSS per open stream")
+            print(f"{'server':<6} {'streams':>8} {'before':>12} {'after':>12} {'per stream':>11} {'pg conns':>9} {'redis clients':>14}")
+            for r in rss_results:
+                redis_clients = (f"{r.redis_clients_before}->{r.redis_clients_after}"
+                                 if r.redis_clients_after is not None else "-")
+                print(f"{r.label:<6} {r.opened:>8} {r.before_kib:>9,} KiB {r.after_kib:>9,} KiB "
+                      f"{fmt(r.per_stream_kib):>7} KiB {r.pg_connections if r.pg_connections is not None else '-':>9} "
+                      f"{redis_clients:>14}")
+
+        print()
+        print("Targets")
+        for bare_r, tenex_r in pairs:
+            ratio = tenex_r.events_per_s / bare_r.events_per_s if bare_r.events_per_s else float("nan")
+            print(check(f"events/s at {bare_r.concurrency} streams >= {TARGET_EVENTS_RATIO:.0%} of bare",
+                        ratio >= TARGET_EVENTS_RATIO and tenex_r.failed == 0,
+                        f"{tenex_r.events_per_s:,.0f} / {bare_r.events_per_s:,.0f} = {ratio:.1%}"
+                        + (f", {tenex_r.failed} failed replies" if tenex_r.failed else "")))
+            added = percentile(tenex_r.ttfd_ms(), 50) - percentile(bare_r.ttfd_ms(), 50)
+            print(check(f"TTFD p50 at {bare_r.concurrency} streams <= bare + {TARGET_TTFD_ADDED_MS:g} ms",
+                        added <= TARGET_TTFD_ADDED_MS,
+                        f"{fmt(percentile(tenex_r.ttfd_ms(), 50))} ms - {fmt(percentile(bare_r.ttfd_ms(), 50))} ms "
+                        f"= +{fmt(added)} ms"))
+        tenex_rss = next((r for r in rss_results if r.label == "tenex"), None)
+        if tenex_rss is not None:
+            complete = tenex_rss.opened == tenex_rss.wanted
+            print(check(f"RSS per open stream <= {TARGET_RSS_KIB:g} KiB",
+                        tenex_rss.per_stream_kib <= TARGET_RSS_KIB and complete,
+                        f"{fmt(tenex_rss.per_stream_kib)} KiB over {tenex_rss.opened}/{tenex_rss.wanted} open streams"))
+        log(f"done in {time.perf_counter() - started:.0f} s")
+        return 0
+    except Exception:
+        for server in servers:
+            print(f"\n--- daphne {server.label} stderr (tail) ---\n{server.stderr_tail()}", file=sys.stderr)
+        raise
+    finally:
+        for server in list(servers):
+            server.stop()
+        for name in ("tenex", "tenex-slow", "bare", "bare-slow"):
+            path = workdir / f"daphne-{name}.stderr"
+            if path.exists() and path.stat().st_size:
+                text = path.read_bytes().decode(errors="replace")
+                noisy = [l for l in text.splitlines() if any(w in l for w in ("Error", "ERROR", "Exception", "Timeout", "WARNING"))]
+                if noisy:
+                    print(f"\ndaphne {name} stderr: {len(noisy)} error/warning lines ({path}); most frequent:")
+                    counts: dict[str, int] = {}
+                    for line in noisy:
+                        counts[line.strip()[:160]] = counts.get(line.strip()[:160], 0) + 1
+                    for line, n in sorted(counts.items(), key=lambda kv: -kv[1])[:10]:
+                        print(f"  {n:6d} x {line}")
+        try:
+            infra.drop()
+        except Exception as exc:  # noqa: BLE001
+            print(f"could not drop {args.database}: {exc}", file=sys.stderr)
+        print(f"logs: {workdir}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

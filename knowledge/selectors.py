@@ -1,0 +1,69 @@
+"""Reads of documents, the brand profile and search results; every one starts from a scoped manager."""
+
+from __future__ import annotations
+
+from typing import Iterable, TypedDict
+
+from django.db.models import QuerySet
+
+from knowledge.models import BrandProfile, Document, Passage
+from knowledge.search import rank_passages
+from workspaces.tenancy import Scope
+
+DOCUMENT_ORDERING = ("-created_at", "-id")
+
+
+class SearchResult(TypedDict):
+    document_id: str
+    title: str
+    passage: str
+    score: float
+    source_url: str
+
+
+def document_list(*, scope: Scope) -> QuerySet[Document]:
+    return Document.objects.for_scope(scope).order_by(*DOCUMENT_ORDERING)
+
+
+def document_get(*, scope: Scope, document_id: str) -> Document | None:
+    return Document.objects.for_scope(scope).filter(pk=document_id).first()
+
+
+def document_search(*, scope: Scope, query: str) -> list[tuple[str, float]]:
+    """Ids of the documents matching `query`, best first, each with its best passage's score."""
+    best: dict[str, float] = {}
+    for hit in rank_passages(scope=scope, query=query):
+        best.setdefault(hit.document_id, hit.score)
+    return list(best.items())
+
+
+def passage_search(
+    *, scope: Scope, query: str, limit: int, pinned_document_ids: Iterable[str] = ()
+) -> list[SearchResult]:
+    """The best `limit` passages for `query`, quoted with their document's title and source."""
+    hits = rank_passages(scope=scope, query=query, pinned_document_ids=pinned_document_ids)[:limit]
+    passages = (
+        Passage.objects.for_scope(scope)
+        .filter(pk__in=[hit.passage_id for hit in hits])
+        .select_related("document")
+        .in_bulk()
+    )
+    results: list[SearchResult] = []
+    for hit in hits:
+        passage = passages.get(hit.passage_id)
+        if passage is None:  # deleted between ranking and reading
+            continue
+        results.append(
+            {
+                "document_id": passage.document_id,
+                "title": passage.document.title,
+                "passage": passage.text,
+                "score": round(hit.score, 4),
+                "source_url": passage.document.source_url,
+            }
+        )
+    return results
+
+
+def brand_profile_get(*, scope: Scope) -> BrandProfile | None:
+    return BrandProfile.objects.for_scope(scope).first()
