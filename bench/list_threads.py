@@ -21,10 +21,10 @@ import random
 import statistics
 import sys
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Callable, Iterator
 from urllib.parse import quote, urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,10 +32,10 @@ sys.path.insert(0, str(ROOT))
 
 DEFAULT_SERVER_URL = "postgres://tenex_owner@127.0.0.1:5432/tenex"
 URL = "/api/v1/chat/threads"
-WORDS = (
-    "renewal quote pricing onboarding launch email campaign churn demo follow-up invoice security "
-    "review roadmap webinar partner pilot rollout budget proposal migration contract feedback"
-).split()
+WORDS = [
+    "renewal", "quote", "pricing", "onboarding", "launch", "email", "campaign", "churn", "demo", "invoice",
+    "security", "review", "roadmap", "webinar", "partner", "pilot", "rollout", "budget", "proposal", "contract",
+]
 
 
 # --- command line and database ------------------------------------------------------------------
@@ -178,7 +178,7 @@ def load_threads(workspace_id: str, user_ids: list[str], count: int, seed: int) 
 
     table = Thread._meta.db_table
     rng = random.Random(seed)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     with transaction.atomic():
         raw = connection.connection
         with raw.cursor() as cursor:

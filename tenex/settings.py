@@ -187,6 +187,12 @@ CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"
 # --- Assistant ---------------------------------------------------------------------------------
 TENEX_LLM_PROVIDER = env_choice("TENEX_LLM_PROVIDER", "local", {"local", "openai", "anthropic"})
 TENEX_LLM_MODEL = env_str("TENEX_LLM_MODEL", "")
+TENEX_LLM_TIMEOUT_SECONDS = env_int("TENEX_LLM_TIMEOUT_SECONDS", 60, minimum=1)
+TENEX_LLM_MAX_RETRIES = env_int("TENEX_LLM_MAX_RETRIES", 2, minimum=0)
+OPENAI_BASE_URL = env_str("OPENAI_BASE_URL", "")
+OPENAI_API_KEY = env_str("OPENAI_API_KEY", "")
+ANTHROPIC_BASE_URL = env_str("ANTHROPIC_BASE_URL", "")
+ANTHROPIC_API_KEY = env_str("ANTHROPIC_API_KEY", "")
 TENEX_LOCAL_TOKEN_DELAY_MS = env_int("TENEX_LOCAL_TOKEN_DELAY_MS", 15, minimum=0)
 TENEX_HISTORY_TOKEN_BUDGET = env_int("TENEX_HISTORY_TOKEN_BUDGET", 6000, minimum=100)
 TENEX_MAX_TOOL_ROUNDS = env_int("TENEX_MAX_TOOL_ROUNDS", 4, minimum=1)

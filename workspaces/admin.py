@@ -14,7 +14,8 @@ exactly as isolated as before; staff reach every workspace by choosing it.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from django import forms
 from django.apps import apps
@@ -26,7 +27,7 @@ from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, QueryDict
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.html import format_html, format_html_join
+from django.utils.html import format_html_join
 
 from workspaces.ids import looks_like_id
 from workspaces.models import ApiKey, Membership, User, Workspace
@@ -94,6 +95,7 @@ class TenantModelAdmin(admin.ModelAdmin):
 
     The workspace filter is always in the sidebar, whatever `list_filter` a subclass sets.
     """
+
     show_full_result_count = False  # a second count(*) over a large workspace buys staff nothing
 
     def get_list_filter(self, request: HttpRequest) -> tuple[Any, ...]:
@@ -324,4 +326,4 @@ class UserAdmin(NoDeleteMixin, DjangoUserAdmin):
     inlines = (MembershipInline,)
 
 
-__all__ = ["TenantModelAdmin", "ReadOnlyAdminMixin", "WorkspaceFilter", "chosen_workspace"]
+__all__ = ["ReadOnlyAdminMixin", "TenantModelAdmin", "WorkspaceFilter", "chosen_workspace"]

@@ -6,5 +6,5 @@ class WorkspacesConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from workspaces import checks  # noqa: F401  (registers the system checks)
-        from workspaces import openapi  # noqa: F401  (registers the Bearer key scheme)
+        # Imported for their side effects: the system checks and the OpenAPI Bearer key scheme.
+        from workspaces import checks, openapi  # noqa: F401
