@@ -9,7 +9,13 @@ from asgiref.sync import async_to_sync
 
 from agents.context import build_thread_context, system_prompt_for
 from agents.models import Agent
-from agents.providers.base import Provider, ProviderError, ProviderRequest, TextDelta, Turn
+from agents.providers.base import (
+    Provider,
+    ProviderError,
+    ProviderRequest,
+    TextDelta,
+    Turn,
+)
 from agents.tools import ToolError, json_schema_errors
 from workspaces.ids import looks_like_id
 from workspaces.tenancy import Scope

@@ -20,8 +20,6 @@ class AgentFilter(django_filters.FilterSet):
         fields = ["slug"]
 
 
-def agent_get(*, scope: Scope, agent_id: str) -> Agent | None:
-    return Agent.objects.for_scope(scope).filter(pk=agent_id).first()
 
 
 def agent_version_list(*, scope: Scope, agent: Agent) -> QuerySet[AgentVersion]:

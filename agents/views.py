@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import extend_schema, extend_schema_view
-from rest_framework import exceptions, mixins, status
+from rest_framework import mixins, status
 from rest_framework.response import Response
 
 from agents import selectors, services
 from agents.models import Agent, AgentVersion
 from agents.schemas import AgentCreateSchema, AgentSchema, AgentVersionSchema
-from workspaces.ids import looks_like_id
 from workspaces.viewsets import ScopedGenericViewSet
 
 
@@ -18,12 +17,7 @@ class AgentsViewSet(ScopedGenericViewSet):
     scope_family = "agents"
 
     def get_agent(self, agent_id: str) -> Agent:
-        agent = None
-        if looks_like_id(agent_id, "agt"):
-            agent = selectors.agent_get(scope=self.scope, agent_id=agent_id)
-        if agent is None:
-            raise exceptions.NotFound()
-        return agent
+        return self.scoped_object_or_404(Agent, agent_id, "agt")
 
 
 @extend_schema_view(

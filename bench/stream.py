@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import resource
 import signal
@@ -41,9 +42,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import httpx
 
@@ -52,11 +53,12 @@ PYTHON = sys.executable
 THREADS = "/api/v1/chat/threads"
 QUESTION = "What is the Aurora launch plan for pricing, channels and support?"
 DOC_TITLES = ("Aurora launch plan — pricing", "Aurora launch plan — channels", "Aurora launch plan — support")
-VOCAB = (
+VOCAB_TEXT = (
     "the aurora launch plan keeps pricing simple with three tiers while channels and support teams "
     "share one calendar so every customer hears the same story at the same time and nobody waits "
     "for answers about discounts trials renewals or onboarding sessions"
-).split()
+)
+VOCAB = VOCAB_TEXT.split()
 DROP_HEADERS = {"transfer-encoding", "server", "date", "connection", "content-length", "keep-alive"}
 
 TARGET_EVENTS_RATIO = 0.35
@@ -110,7 +112,7 @@ def service_cpu_seconds() -> dict[int, float]:
             name = (entry / "comm").read_text().strip()
         except OSError:
             continue
-        if name.startswith("postgres") or name.startswith("redis-server"):
+        if name.startswith(("postgres", "redis-server")):
             found[int(entry.name)] = cpu_seconds(int(entry.name))
     return found
 
@@ -135,7 +137,7 @@ def raise_nofile() -> None:
 
 
 def run(cmd: list[str], env: dict[str, str] | None = None, stdin: str | None = None) -> str:
-    result = subprocess.run(cmd, cwd=ROOT, env=env, input=stdin, capture_output=True, text=True)
+    result = subprocess.run(cmd, cwd=ROOT, env=env, input=stdin, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout[-2000:]}{result.stderr[-4000:]}")
     return result.stdout
@@ -222,6 +224,10 @@ class Infra:
         finally:
             client.close()
 
+    def commits(self) -> int:
+        out = self.psql(f"SELECT xact_commit FROM pg_stat_database WHERE datname = '{self.db_name}'")
+        return int(out.strip() or 0)
+
     def redis_command_calls(self) -> dict[str, int]:
         """Server-wide call counts per command (INFO commandstats)."""
         import redis
@@ -247,12 +253,12 @@ class Daphne:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.stderr_path = workdir / f"daphne-{label}.stderr"
-        self._stderr = open(self.stderr_path, "wb")
+        self._stderr = open(self.stderr_path, "wb")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
             [PYTHON, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), app],
             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=self._stderr,
-            start_new_session=True, preexec_fn=raise_nofile,
-        )
+            start_new_session=True,  # its own process group, so stop() ends it and nothing else
+        )  # it inherits the raised open-files limit (main() calls raise_nofile() first)
 
     @property
     def pid(self) -> int:
@@ -292,11 +298,12 @@ class Daphne:
 class SSECounter:
     """Counts SSE events (blocks with a data line) as bytes arrive; notes the first `delta`."""
 
-    __slots__ = ("buffer", "events", "first_event_at", "first_delta_at", "terminal", "window", "tap")
+    __slots__ = ("buffer", "events", "first_delta_at", "first_event_at", "headers_at", "tap", "terminal", "window")
 
-    def __init__(self, window: "Window | None" = None, tap: Callable[[bytes, "SSECounter"], None] | None = None):
+    def __init__(self, window: Window | None = None, tap: Callable[[bytes, SSECounter], None] | None = None):
         self.tap = tap  # sees every chunk after it was counted
         self.buffer = b""
+        self.headers_at: float | None = None  # when the response head arrived
         self.events = 0
         self.first_event_at: float | None = None
         self.first_delta_at: float | None = None
@@ -336,13 +343,18 @@ class SSECounter:
 
 @dataclass
 class Window:
+    """The measured interval; `end` stays infinite until the phase closes it."""
+
     start: float
-    end: float
+    end: float = float("inf")
     events: int = 0
 
     def count(self, n: int, now: float) -> None:
         if self.start <= now <= self.end:
             self.events += n
+
+    def holds(self, at: float) -> bool:
+        return self.start <= at <= self.end
 
 
 class HttpError(Exception):
@@ -407,6 +419,7 @@ class RawClient:
             headers[name.strip().lower()] = value.strip()
             raw_headers.append((name.strip(), value.strip()))
         self.last_raw_headers = raw_headers
+        counter.headers_at = now
         kept = bytearray()
 
         def deliver(data: bytes, at: float) -> None:
@@ -475,6 +488,7 @@ class HttpxClient:
     async def post_stream(self, path: str, body: bytes, counter: SSECounter) -> tuple[int, dict[str, str], bytes]:
         headers = {"Accept": "text/event-stream", "Content-Type": "application/json"}
         async with self.client.stream("POST", path, content=body, headers=headers) as response:
+            counter.headers_at = time.perf_counter()
             if response.status_code != 200:
                 return response.status_code, dict(response.headers), await response.aread()
             async for chunk in response.aiter_raw():
@@ -492,19 +506,24 @@ class Target:
 
 @dataclass
 class Sample:
+    """One request: when it was sent and, relative to that, when its head, first event and first delta came."""
+
     sent: float
-    ttfd: float | None
-    events: int
-    ok: bool
+    headers: float | None = None
+    first_event: float | None = None
+    first_delta: float | None = None
+    events: int = 0
+    ok: bool = False
+    finished: bool = False
 
 
 @dataclass
 class PhaseResult:
     label: str
     concurrency: int
-    duration: float
+    duration: float = 0.0  # the measured window, seconds
     events_in_window: int = 0
-    samples: list[Sample] = field(default_factory=list)
+    samples: list[Sample] = field(default_factory=list)  # requests sent inside the window
     errors: dict[str, int] = field(default_factory=dict)
     server_cpu: float = 0.0
     client_cpu: float = 0.0
@@ -515,10 +534,24 @@ class PhaseResult:
 
     @property
     def events_per_s(self) -> float:
-        return self.events_in_window / self.duration
+        return self.events_in_window / self.duration if self.duration else float("nan")
 
     def ttfd_ms(self) -> list[float]:
-        return [s.ttfd * 1000 for s in self.samples if s.ttfd is not None]
+        return [s.first_delta * 1000 for s in self.samples if s.first_delta is not None]
+
+    def part_ms(self, name: str) -> list[float]:
+        """p50 parts of TTFD: head (request -> response head), start (head -> first event), tool (-> first delta)."""
+        values = []
+        for s in self.samples:
+            if s.first_delta is None or s.headers is None or s.first_event is None:
+                continue
+            if name == "head":
+                values.append(s.headers * 1000)
+            elif name == "start":
+                values.append((s.first_event - s.headers) * 1000)
+            else:
+                values.append((s.first_delta - s.first_event) * 1000)
+        return values
 
     @property
     def replies(self) -> int:
@@ -526,7 +559,7 @@ class PhaseResult:
 
     @property
     def failed(self) -> int:
-        return sum(1 for s in self.samples if not s.ok)
+        return sum(1 for s in self.samples if s.finished and not s.ok)
 
     def events_per_reply(self) -> float:
         ok = [s.events for s in self.samples if s.ok]
@@ -540,62 +573,88 @@ def make_client(kind: str, server: Daphne, key: str, timeout: float):
 
 
 async def load_phase(target: Target, concurrency: int, warmup: float, duration: float, client_kind: str,
-                     redis_calls: Callable[[], dict[str, int]] | None = None,
-                     drain_timeout: float = 120.0, request_timeout: float = 60.0) -> PhaseResult:
-    result = PhaseResult(target.label, concurrency, duration)
+                     redis_calls: Callable[[], dict[str, int]] | None = None, max_duration: float = 90.0,
+                     drain_timeout: float = 150.0, request_timeout: float = 60.0) -> PhaseResult:
+    """N workers post and read streams back to back. The window opens after `warmup` and closes after
+    `duration`, or later (up to `max_duration`) until `concurrency` requests sent inside it have had
+    their first delta, so a slow server still yields one TTFD sample per worker. Workers then finish
+    the request in hand (their TTFD counts when it was sent inside the window) and stop."""
+    result = PhaseResult(target.label, concurrency)
     body = json.dumps({"content": QUESTION}).encode()
     start = time.perf_counter()
-    window = Window(start + warmup, start + warmup + duration)
-    stop_at = window.end
+    window = Window(start + warmup)
+    closed = asyncio.Event()
+    in_window: list[Sample] = []
+    first_deltas = 0
+
+    def note_error(name: str) -> None:
+        result.errors[name] = result.errors.get(name, 0) + 1
 
     async def worker(index: int) -> None:
+        nonlocal first_deltas
         client = make_client(client_kind, target.server, target.key, request_timeout)
         path = target.paths[index]
         try:
-            while time.perf_counter() < stop_at:
-                counter = SSECounter(window)
-                sent = time.perf_counter()
+            while not closed.is_set():
+                sample = Sample(sent=time.perf_counter())
+                counted = window.holds(sample.sent)
+                if counted:
+                    in_window.append(sample)
+
+                def tap(_data: bytes, counter: SSECounter, sample: Sample = sample, counted: bool = counted) -> None:
+                    nonlocal first_deltas
+                    if sample.first_delta is None and counter.first_delta_at is not None:
+                        sample.first_delta = counter.first_delta_at - sample.sent
+                        if counted:
+                            first_deltas += 1
+
+                counter = SSECounter(window, tap)
                 try:
                     status, _headers, raw = await client.post_stream(path, body, counter)
-                except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, HttpError, httpx.HTTPError, ValueError) as exc:
+                except (TimeoutError, OSError, asyncio.IncompleteReadError, HttpError, httpx.HTTPError, ValueError) as exc:
                     await client.close()
-                    name = f"{type(exc).__name__}: {str(exc)[:120]}"
-                    result.errors[name] = result.errors.get(name, 0) + 1
-                    if window.start <= sent <= window.end:
-                        result.samples.append(Sample(sent, None, counter.events, False))
+                    note_error(f"{type(exc).__name__}: {str(exc)[:120]}")
+                    sample.finished, sample.events = True, counter.events
                     await asyncio.sleep(0.1)
                     continue
-                ok = status == 200 and counter.terminal == "done"
+                sample.finished, sample.events = True, counter.events
+                sample.ok = status == 200 and counter.terminal == "done"
+                if counter.headers_at is not None:
+                    sample.headers = counter.headers_at - sample.sent
+                if counter.first_event_at is not None:
+                    sample.first_event = counter.first_event_at - sample.sent
                 if status != 200:
-                    name = f"HTTP {status}: {raw[:160].decode(errors='replace')}"
-                    result.errors[name] = result.errors.get(name, 0) + 1
+                    note_error(f"HTTP {status}: {raw[:160].decode(errors='replace')}")
                 elif counter.terminal != "done":
-                    name = f"stream ended with {counter.terminal or 'no terminal event'}"
-                    result.errors[name] = result.errors.get(name, 0) + 1
-                if window.start <= sent <= window.end:
-                    ttfd = counter.first_delta_at - sent if counter.first_delta_at is not None else None
-                    result.samples.append(Sample(sent, ttfd, counter.events, ok))
+                    note_error(f"stream ended with {counter.terminal or 'no terminal event (cut off)'}")
         finally:
             await client.close()
 
     pid = target.server.pid
-    cpu0 = None
-    tasks = [asyncio.create_task(worker(i)) for i in range(concurrency)]
 
-    async def mark_cpu() -> tuple[float, float, dict[int, float], float]:
+    def mark_cpu() -> tuple[float, float, dict[int, float], float]:
         return cpu_seconds(pid), time.process_time(), service_cpu_seconds(), machine_busy_seconds()
 
+    tasks = [asyncio.create_task(worker(i)) for i in range(concurrency)]
     await asyncio.sleep(max(0.0, window.start - time.perf_counter()))
-    cpu0 = await mark_cpu()
+    cpu0 = mark_cpu()
     calls0 = redis_calls() if redis_calls else {}
-    await asyncio.sleep(max(0.0, window.end - time.perf_counter()))
-    cpu1 = await mark_cpu()
+    min_end, max_end = window.start + duration, window.start + max(duration, max_duration)
+    while True:
+        now = time.perf_counter()
+        if now >= max_end or (now >= min_end and first_deltas >= concurrency):
+            break
+        await asyncio.sleep(0.05)
+    window.end = time.perf_counter()
+    closed.set()
+    cpu1 = mark_cpu()
     calls1 = redis_calls() if redis_calls else {}
+    result.duration = window.end - window.start
+    result.server_cpu = (cpu1[0] - cpu0[0]) / result.duration
+    result.client_cpu = (cpu1[1] - cpu0[1]) / result.duration
+    result.services_cpu = service_cpu_delta(cpu0[2], cpu1[2]) / result.duration
+    result.machine_cpu = (cpu1[3] - cpu0[3]) / result.duration
     result.redis_calls = {k: v - calls0.get(k, 0) for k, v in calls1.items() if v - calls0.get(k, 0) > 0}
-    result.server_cpu = (cpu1[0] - cpu0[0]) / duration
-    result.client_cpu = (cpu1[1] - cpu0[1]) / duration
-    result.services_cpu = service_cpu_delta(cpu0[2], cpu1[2]) / duration
-    result.machine_cpu = (cpu1[3] - cpu0[3]) / duration
     result.events_in_window = window.events
     done, pending = await asyncio.wait(tasks, timeout=drain_timeout)
     if pending:
@@ -604,9 +663,12 @@ async def load_phase(target: Target, concurrency: int, warmup: float, duration: 
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
     for task in done:
-        if task.exception() is not None:
-            name = f"worker crashed: {task.exception()!r}"[:200]
-            result.errors[name] = result.errors.get(name, 0) + 1
+        if not task.cancelled() and task.exception() is not None:
+            note_error(f"worker crashed: {task.exception()!r}"[:200])
+    result.samples = [s for s in in_window if window.holds(s.sent)]
+    unfinished = sum(1 for s in result.samples if not s.finished)
+    if unfinished:
+        note_error(f"{unfinished} requests still open after the {drain_timeout:.0f} s drain (cancelled)")
     return result
 
 
@@ -701,6 +763,11 @@ class RssResult:
     pg_connections: int | None = None
     redis_clients_before: int | None = None
     redis_clients_after: int | None = None
+    hold_seconds: float = 0.0
+    hold_cpu: float = 0.0  # the daphne's CPU while holding every stream open (1.0 = one core)
+    hold_commits_per_s: float | None = None
+    hold_redis_per_s: float | None = None
+    ended_early: int = 0  # streams that ended (done/error/cut) before the measurement finished
 
     @property
     def per_stream_kib(self) -> float:
@@ -732,11 +799,17 @@ async def hold_streams(server: Daphne, key: str, paths: list[str], batch: int, f
                 status, _h, raw = reading.result()
                 if not ready.done():
                     ready.set_exception(HttpError(f"HTTP {status} ended before a delta: {raw[:160]!r}"))
+                else:
+                    ended = f"open stream ended early: {counter.terminal or 'cut off without done/error'}"
+                    errors[ended] = errors.get(ended, 0) + 1
             reading.cancel()
             stopping.cancel()
         except Exception as exc:  # noqa: BLE001 - reported, not fatal
             if not ready.done():
                 ready.set_exception(HttpError(f"{type(exc).__name__}: {str(exc)[:160]}"))
+            else:
+                ended = f"open stream failed: {type(exc).__name__}: {str(exc)[:120]}"
+                errors[ended] = errors.get(ended, 0) + 1
         finally:
             await client.close()
 
@@ -747,7 +820,7 @@ async def hold_streams(server: Daphne, key: str, paths: list[str], batch: int, f
             ready = loop.create_future()
             readies.append(ready)
             tasks.append(asyncio.create_task(one(path, ready)))
-        done, pending = await asyncio.wait(readies, timeout=first_timeout)
+        done, _pending = await asyncio.wait(readies, timeout=first_timeout)
         for future in readies:
             if future in done and future.exception() is None:
                 opened += 1
@@ -768,11 +841,12 @@ def sample_rss(pid: int, times: int = 3, gap: float = 0.5) -> int:
 
 
 async def measure_rss(label: str, server: Daphne, key: str, paths: list[str], warm: int, batch: int,
-                      infra: Infra | None) -> RssResult:
+                      infra: Infra | None, hold: float = 10.0) -> RssResult:
+    """RSS with `warm` open streams, then with len(paths) open; then `hold` seconds of what holding costs."""
     result = RssResult(label, wanted=len(paths) - warm)
     stop = asyncio.Event()
     errors: dict[str, int] = {}
-    warm_tasks, warm_opened, _ = await hold_streams(server, key, paths[:warm], warm, 60, stop, errors)
+    warm_tasks, _warm_opened, _ = await hold_streams(server, key, paths[:warm], warm, 60, stop, errors)
     await asyncio.sleep(2)
     result.before_kib = await asyncio.to_thread(sample_rss, server.pid)
     if infra is not None:
@@ -785,7 +859,18 @@ async def measure_rss(label: str, server: Daphne, key: str, paths: list[str], wa
     if infra is not None:
         result.pg_connections = await asyncio.to_thread(infra.connections)
         result.redis_clients_after = await asyncio.to_thread(infra.redis_clients)
+    cpu0, t0 = cpu_seconds(server.pid), time.perf_counter()
+    commits0 = await asyncio.to_thread(infra.commits) if infra else None
+    calls0 = await asyncio.to_thread(infra.redis_command_calls) if infra else None
+    await asyncio.sleep(hold)
+    result.hold_seconds = time.perf_counter() - t0
+    result.hold_cpu = (cpu_seconds(server.pid) - cpu0) / result.hold_seconds
+    if infra is not None:
+        result.hold_commits_per_s = (await asyncio.to_thread(infra.commits) - commits0) / result.hold_seconds
+        calls1 = await asyncio.to_thread(infra.redis_command_calls)
+        result.hold_redis_per_s = sum(v - calls0.get(k, 0) for k, v in calls1.items()) / result.hold_seconds
     result.errors = errors
+    result.ended_early = sum(n for reason, n in errors.items() if reason.startswith("open stream"))
     stop.set()
     everything = warm_tasks + tasks
     await asyncio.wait(everything, timeout=30)
@@ -797,24 +882,27 @@ async def measure_rss(label: str, server: Daphne, key: str, paths: list[str], wa
 
 # --- report ---------------------------------------------------------------------------------------
 def fmt(value: float, digits: int = 1) -> str:
-    return "n/a" if value != value else f"{value:,.{digits}f}"
+    return "n/a" if math.isnan(value) else f"{value:,.{digits}f}"
 
 
 def print_phase_table(pairs: list[tuple[PhaseResult, PhaseResult]]) -> None:
     print()
     print("Load: delivered events/s and time to first delta (TTFD), per concurrency")
-    header = (f"{'conc':>5} {'server':<6} {'events/s':>10} {'replies':>8} {'ev/reply':>8} {'TTFD p50':>9} "
-              f"{'TTFD p99':>9} {'failed':>6} {'daphne':>7} {'pg+redis':>8} {'client':>7} {'others':>7}")
+    header = (f"{'conc':>5} {'server':<6} {'window':>7} {'events/s':>10} {'replies':>8} {'ev/reply':>8} {'TTFD n':>6} "
+              f"{'TTFD p50':>10} {'TTFD p99':>10} {'failed':>6} {'daphne':>7} {'pg+redis':>8} {'client':>7} {'others':>7}")
     print(header)
     print("-" * len(header))
     for bare, tenex in pairs:
         for r in (bare, tenex):
             ttfd = r.ttfd_ms()
-            print(f"{r.concurrency:>5} {r.label:<6} {fmt(r.events_per_s, 0):>10} {r.replies:>8} "
-                  f"{fmt(r.events_per_reply(), 1):>8} {fmt(percentile(ttfd, 50)):>7}ms {fmt(percentile(ttfd, 99)):>7}ms "
+            print(f"{r.concurrency:>5} {r.label:<6} {r.duration:>6.1f}s {fmt(r.events_per_s, 0):>10} {r.replies:>8} "
+                  f"{fmt(r.events_per_reply(), 1):>8} {len(ttfd):>6} "
+                  f"{fmt(percentile(ttfd, 50)):>8}ms {fmt(percentile(ttfd, 99)):>8}ms "
                   f"{r.failed:>6} {r.server_cpu * 100:>6.0f}% {r.services_cpu * 100:>7.0f}% {r.client_cpu * 100:>6.0f}% "
                   f"{max(0.0, r.machine_cpu - r.server_cpu - r.services_cpu - r.client_cpu) * 100:>6.0f}%")
     cores = os.cpu_count() or 1
+    print("(window = measured seconds; TTFD n = requests sent inside it that got a first delta; failed = requests "
+          "sent inside it that did not end with `done`)")
     print(f"(CPU during the measured window, 100% = one core of {cores}: the daphne under test, every postgres and "
           f"redis-server process, this load generator, and everything else on the machine)")
 
@@ -827,7 +915,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--concurrency", default="50,200", help="comma-separated stream counts (default 50,200)")
     parser.add_argument("--duration", type=float, default=20.0, help="measured seconds per run (default 20)")
-    parser.add_argument("--warmup", type=float, default=3.0, help="unmeasured seconds before each run (default 3)")
+    parser.add_argument("--warmup", type=float, default=5.0, help="unmeasured seconds before each run (default 5)")
+    parser.add_argument("--max-duration", type=float, default=90.0,
+                        help="longest window while waiting for one TTFD sample per stream (default 90)")
     parser.add_argument("--slow-streams", type=int, default=1000, help="open streams for the RSS measure (default 1000)")
     parser.add_argument("--slow-delay-ms", type=int, default=2000, help="token delay that keeps streams open")
     parser.add_argument("--skip-rss", action="store_true", help="skip the RSS-per-open-stream measurement")
@@ -887,8 +977,8 @@ def main() -> int:
             for target in (bare_target, tenex_target):
                 log(f"{target.label}: {concurrency} concurrent streams, {args.warmup:g} s warm-up + {args.duration:g} s")
                 result = asyncio.run(load_phase(target, concurrency, args.warmup, args.duration, args.client,
-                                                redis_calls=infra.redis_command_calls))
-                log(f"  {result.events_per_s:,.0f} events/s, {result.replies} replies, "
+                                                redis_calls=infra.redis_command_calls, max_duration=args.max_duration))
+                log(f"  {result.duration:.1f} s window: {result.events_per_s:,.0f} events/s, {result.replies} replies, "
                     f"TTFD p50 {fmt(percentile(result.ttfd_ms(), 50))} ms, failed {result.failed}"
                     + ("" if result.drained else " (NOT drained: in-flight requests cancelled)"))
                 for error, n in sorted(result.errors.items(), key=lambda kv: -kv[1])[:8]:
@@ -932,6 +1022,13 @@ def main() -> int:
             p99 = percentile(tenex_r.ttfd_ms(), 99) - percentile(bare_r.ttfd_ms(), 99)
             print(f"{bare_r.concurrency:>5} {ratio * 100:>19.1f}% {fmt(p50):>12} ms {fmt(p99):>12} ms")
         print()
+        print("tenex TTFD p50 split: request -> response head (view: auth, 2 inserts, commit) | head -> first event "
+              "(claim, lease, provider round 1, tool_call running) | first event -> first delta (search_knowledge, round 2)")
+        for bare_r, tenex_r in pairs:
+            parts = [fmt(percentile(tenex_r.part_ms(name), 50)) for name in ("head", "start", "tool")]
+            bare_head = fmt(percentile(bare_r.part_ms("head"), 50))
+            print(f"{tenex_r.concurrency:>5}: {parts[0]} ms | {parts[1]} ms | {parts[2]} ms   (bare: head {bare_head} ms)")
+        print()
         print("Redis commands per delivered event during the tenex windows (server-wide counts)")
         for _bare_r, tenex_r in pairs:
             events = max(1, tenex_r.events_in_window)
@@ -941,13 +1038,18 @@ def main() -> int:
         if rss_results:
             print()
             print("RSS per open stream")
-            print(f"{'server':<6} {'streams':>8} {'before':>12} {'after':>12} {'per stream':>11} {'pg conns':>9} {'redis clients':>14}")
+            print(f"{'server':<6} {'streams':>8} {'before':>12} {'after':>12} {'per stream':>11} {'pg conns':>9} "
+                  f"{'redis clients':>14} {'hold CPU':>9} {'commits/s':>10} {'redis cmd/s':>12} {'ended early':>12}")
             for r in rss_results:
                 redis_clients = (f"{r.redis_clients_before}->{r.redis_clients_after}"
                                  if r.redis_clients_after is not None else "-")
                 print(f"{r.label:<6} {r.opened:>8} {r.before_kib:>9,} KiB {r.after_kib:>9,} KiB "
                       f"{fmt(r.per_stream_kib):>7} KiB {r.pg_connections if r.pg_connections is not None else '-':>9} "
-                      f"{redis_clients:>14}")
+                      f"{redis_clients:>14} {r.hold_cpu * 100:>8.0f}% "
+                      f"{fmt(r.hold_commits_per_s, 0) if r.hold_commits_per_s is not None else '-':>10} "
+                      f"{fmt(r.hold_redis_per_s, 0) if r.hold_redis_per_s is not None else '-':>12} {r.ended_early:>12}")
+            print(f"(per stream = (after - before) / streams opened; hold = the {rss_results[0].hold_seconds:.0f} s after "
+                  f"the last stream opened: daphne CPU, database commits/s, Redis commands/s server-wide)")
 
         print()
         print("Targets")
@@ -975,7 +1077,7 @@ def main() -> int:
             print(f"\n--- daphne {server.label} stderr (tail) ---\n{server.stderr_tail()}", file=sys.stderr)
         raise
     finally:
-        for server in list(servers):
+        for server in servers:
             server.stop()
         for name in ("tenex", "tenex-slow", "bare", "bare-slow"):
             path = workdir / f"daphne-{name}.stderr"

@@ -43,18 +43,9 @@ def thread_list(*, scope: Scope) -> QuerySet[Thread]:
     return Thread.objects.for_scope(scope).order_by(*THREAD_ORDERING)
 
 
-def thread_get(*, scope: Scope, thread_id: str) -> Thread | None:
-    return Thread.objects.for_scope(scope).filter(pk=thread_id).first()
 
 
 def message_list(*, scope: Scope, thread: Thread) -> QuerySet[Message]:
     return Message.objects.for_scope(scope).filter(thread=thread).prefetch_related("attachments")
 
 
-def message_get(*, scope: Scope, thread_id: str, message_id: str) -> Message | None:
-    return (
-        Message.objects.for_scope(scope)
-        .filter(thread_id=thread_id, pk=message_id)
-        .select_related("thread")
-        .first()
-    )

@@ -11,7 +11,12 @@ from rest_framework import exceptions, mixins, renderers, status
 from rest_framework.response import Response
 
 from chat import selectors, services
-from chat.idempotency import idempotency_begin, idempotency_record, request_fingerprint, validate_key
+from chat.idempotency import (
+    idempotency_begin,
+    idempotency_record,
+    request_fingerprint,
+    validate_key,
+)
 from chat.models import Message, Thread
 from chat.schemas import (
     MessageCreateSchema,
@@ -23,7 +28,6 @@ from chat.schemas import (
 )
 from chat.stream.sse import sse_response
 from workspaces.errors import NOT_FOUND_BODY, ApiError, ServiceUnavailable
-from workspaces.ids import looks_like_id
 from workspaces.viewsets import ScopedGenericViewSet
 
 THREAD_ORDERING = ("-activity_at", "-id")
@@ -33,12 +37,7 @@ class ChatViewSet(ScopedGenericViewSet):
     scope_family = "chat"
 
     def get_thread(self, thread_id: str) -> Thread:
-        if not looks_like_id(thread_id, "thr"):
-            raise exceptions.NotFound()
-        thread = selectors.thread_get(scope=self.scope, thread_id=thread_id)
-        if thread is None:
-            raise exceptions.NotFound()
-        return thread
+        return self.scoped_object_or_404(Thread, thread_id, "thr")
 
 
 @extend_schema_view(
@@ -138,13 +137,8 @@ class MessageViewSet(ChatViewSet):
         return renderers.JSONRenderer(), "application/json"
 
     def get_message(self, thread_id: str, message_id: str) -> Message:
-        if not looks_like_id(message_id, "msg"):
-            raise exceptions.NotFound()
         thread = self.get_thread(thread_id)
-        message = selectors.message_get(scope=self.scope, thread_id=thread.pk, message_id=message_id)
-        if message is None:
-            raise exceptions.NotFound()
-        return message
+        return self.scoped_object_or_404(Message, message_id, "msg", thread=thread)
 
     def stream_url(self, request, thread_id: str, message_id: str) -> str:
         return request.build_absolute_uri(f"/api/v1/chat/threads/{thread_id}/messages/{message_id}/stream")

@@ -25,8 +25,6 @@ def document_list(*, scope: Scope) -> QuerySet[Document]:
     return Document.objects.for_scope(scope).order_by(*DOCUMENT_ORDERING)
 
 
-def document_get(*, scope: Scope, document_id: str) -> Document | None:
-    return Document.objects.for_scope(scope).filter(pk=document_id).first()
 
 
 def document_search(*, scope: Scope, query: str) -> list[tuple[str, float]]:

@@ -7,7 +7,7 @@ import hashlib
 from django.db import models
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
-from rest_framework import exceptions, serializers, status
+from rest_framework import serializers, status
 from rest_framework.response import Response
 
 from knowledge import selectors, services
@@ -20,7 +20,6 @@ from knowledge.schemas import (
     DocumentCreateSchema,
     DocumentSchema,
 )
-from workspaces.ids import looks_like_id
 from workspaces.pagination import InvalidCursor, KeysetPagination
 from workspaces.schemas import ExactCharField
 from workspaces.viewsets import ScopedGenericViewSet
@@ -69,12 +68,7 @@ class DocumentViewSet(KnowledgeViewSet):
         return queryset.order_by(*selectors.DOCUMENT_ORDERING)
 
     def get_document(self, document_id: str) -> Document:
-        document = None
-        if looks_like_id(document_id, "doc"):
-            document = selectors.document_get(scope=self.scope, document_id=document_id)
-        if document is None:
-            raise exceptions.NotFound()
-        return document
+        return self.scoped_object_or_404(Document, document_id, "doc")
 
     @extend_schema(
         summary="List documents, newest first, or search them with q",

@@ -10,6 +10,7 @@ from __future__ import annotations
 from django.db import connection, transaction
 from rest_framework import exceptions, viewsets
 
+from workspaces.ids import looks_like_id
 from workspaces.models import Membership
 from workspaces.pagination import KeysetPagination
 from workspaces.tenancy import Scope, set_database_workspace
@@ -49,6 +50,17 @@ class ScopedViewSetMixin:
 
     def refine_queryset(self, queryset):
         return queryset
+
+    def scoped_object_or_404(self, model, object_id: str, prefix: str, **filters):
+        """The object with this public id inside the request's scope, or the one plain 404.
+
+        A malformed id (wrong prefix, 10 KB of garbage) never reaches the database.
+        """
+        if looks_like_id(object_id, prefix):
+            found = model.objects.for_scope(self.scope).filter(pk=object_id, **filters).first()
+            if found is not None:
+                return found
+        raise exceptions.NotFound()
 
     # --- acting user ------------------------------------------------------------------------
     def acting_user_id(self, requested: object, *, required: bool) -> str | None:

@@ -2,8 +2,9 @@
 
 import django.db.models.deletion
 import django.utils.timezone
-import workspaces.ids
 from django.db import migrations, models
+
+import workspaces.ids
 
 
 class Migration(migrations.Migration):

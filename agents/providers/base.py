@@ -11,7 +11,15 @@ import logging
 import os
 from contextlib import aclosing
 from dataclasses import dataclass, field
-from typing import Any, AsyncContextManager, AsyncIterator, ClassVar, Literal, Protocol, Union
+from typing import (
+    Any,
+    AsyncContextManager,
+    AsyncIterator,
+    ClassVar,
+    Literal,
+    Protocol,
+    Union,
+)
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,14 @@ from typing import AsyncIterator
 
 from django.conf import settings
 
-from agents.providers.base import ProviderEvent, ProviderRequest, TextDelta, ToolCallRequest, Turn, Usage
+from agents.providers.base import (
+    ProviderEvent,
+    ProviderRequest,
+    TextDelta,
+    ToolCallRequest,
+    Turn,
+    Usage,
+)
 from workspaces.ids import new_call_id
 
 ATTACHMENT_MARKER = "\n\n--- Attachment: "

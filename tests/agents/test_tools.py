@@ -10,8 +10,23 @@ from django.test import override_settings
 
 from agents.context import build_thread_context, system_prompt_for
 from agents.providers import get_provider
-from agents.providers.base import ProviderError, ProviderEvent, ProviderRequest, TextDelta, ToolSpec, Usage
-from agents.tools import RunAgentTool, ToolContext, ToolError, get_tool, registered_tools, run_tool, tool_specs
+from agents.providers.base import (
+    ProviderError,
+    ProviderEvent,
+    ProviderRequest,
+    TextDelta,
+    ToolSpec,
+    Usage,
+)
+from agents.tools import (
+    RunAgentTool,
+    ToolContext,
+    ToolError,
+    get_tool,
+    registered_tools,
+    run_tool,
+    tool_specs,
+)
 from knowledge.models import Document
 from tests.agents.factories import AgentFactory
 from tests.knowledge.factories import DocumentFactory, workspace_scope

@@ -14,7 +14,13 @@ from django.utils import timezone
 
 from chat.models import Message
 from tests.conftest import make_client
-from tests.helpers import assert_error, assert_not_found, joined_deltas, parse_sse, streamed_body
+from tests.helpers import (
+    assert_error,
+    assert_not_found,
+    joined_deltas,
+    parse_sse,
+    streamed_body,
+)
 from workspaces.tenancy import tenant_context
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -12,7 +12,12 @@ from typing import Any, AsyncIterator, Callable, Iterator, Literal
 
 import pytest
 
-from agents.providers.base import ProviderError, ProviderEvent, ProviderRequest, TextDelta
+from agents.providers.base import (
+    ProviderError,
+    ProviderEvent,
+    ProviderRequest,
+    TextDelta,
+)
 
 Step = bytes | float  # a chunk of the body to send, or seconds to wait
 Ending = Literal["finish", "abort", "hold"]

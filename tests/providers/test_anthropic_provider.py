@@ -5,8 +5,20 @@ from __future__ import annotations
 import pytest
 
 from agents.providers.anthropic import AnthropicProvider
-from agents.providers.base import ProviderRequest, TextDelta, ToolCallRequest, Turn, Usage
-from tests.providers import HELLO, SEARCH, TOOL_ROUND_TRIP, ProviderContract, search_call
+from agents.providers.base import (
+    ProviderRequest,
+    TextDelta,
+    ToolCallRequest,
+    Turn,
+    Usage,
+)
+from tests.providers import (
+    HELLO,
+    SEARCH,
+    TOOL_ROUND_TRIP,
+    ProviderContract,
+    search_call,
+)
 from tests.providers import fake_anthropic as wire
 
 

@@ -7,9 +7,21 @@ import logging
 
 import pytest
 
-from agents.providers.base import ProviderRequest, TextDelta, ToolCallRequest, Turn, Usage
+from agents.providers.base import (
+    ProviderRequest,
+    TextDelta,
+    ToolCallRequest,
+    Turn,
+    Usage,
+)
 from agents.providers.openai import OpenAIProvider
-from tests.providers import HELLO, SEARCH, TOOL_ROUND_TRIP, ProviderContract, search_call
+from tests.providers import (
+    HELLO,
+    SEARCH,
+    TOOL_ROUND_TRIP,
+    ProviderContract,
+    search_call,
+)
 from tests.providers import fake_openai as wire
 
 

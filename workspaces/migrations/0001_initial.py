@@ -2,10 +2,11 @@
 
 import django.db.models.deletion
 import django.utils.timezone
-import workspaces.ids
-import workspaces.models
 from django.conf import settings
 from django.db import migrations, models
+
+import workspaces.ids
+import workspaces.models
 
 
 class Migration(migrations.Migration):
