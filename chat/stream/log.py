@@ -12,6 +12,7 @@ import asyncio
 import json
 import threading
 import time
+import weakref
 from collections import defaultdict
 from typing import Any, Protocol
 
@@ -115,7 +116,9 @@ class RedisStreamLog:
 
     def __init__(self, url: str):
         self._url = url
-        self._clients: dict[int, Any] = {}
+        # One client per event loop (redis.asyncio clients belong to their loop); weak keys, so a
+        # closed loop's client goes with it and a new loop never inherits a dead one.
+        self._clients: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self._lock = threading.Lock()
         self._maxlen = settings.TENEX_STREAM_MAXLEN
         self._ttl = settings.TENEX_STREAM_TTL_SECONDS
@@ -129,10 +132,10 @@ class RedisStreamLog:
 
         loop = asyncio.get_running_loop()
         with self._lock:
-            client = self._clients.get(id(loop))
+            client = self._clients.get(loop)
             if client is None:
                 client = aioredis.Redis.from_url(self._url, socket_connect_timeout=2, health_check_interval=30)
-                self._clients[id(loop)] = client
+                self._clients[loop] = client
             return client
 
     async def append(self, message_id: str, event: Event) -> bool:

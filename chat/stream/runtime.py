@@ -64,6 +64,7 @@ class GenerationRuntime:
         self.redis_url = settings.REDIS_URL
         self.active: dict[str, ActiveGeneration] = {}
         self._tasks: set[asyncio.Task] = set()
+        self._early_cancels: dict[str, float] = {}
         self._db = ThreadPoolExecutor(max_workers=8, thread_name_prefix="tenex-generation-db")
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._run_loop, name="tenex-generation", daemon=True)
@@ -155,6 +156,13 @@ class GenerationRuntime:
         generation = self.active.get(message_id)
         if generation is not None:
             generation.cancel.set()
+        else:
+            # The cancel may beat the generation's start on this loop: remember it for a while.
+            self._early_cancels[message_id] = time.monotonic()
+            if len(self._early_cancels) > 10_000:
+                oldest = sorted(self._early_cancels, key=self._early_cancels.get)[:5_000]
+                for stale in oldest:
+                    self._early_cancels.pop(stale, None)
 
     async def _listen_for_cancels(self) -> None:
         import redis.asyncio as aioredis
@@ -175,15 +183,11 @@ class GenerationRuntime:
                 await asyncio.sleep(1)
 
     async def _cancel_was_requested(self, message_id: str) -> bool:
+        if self._early_cancels.pop(message_id, None) is not None:
+            return True
         if not self.redis_url:
             return False
-        import redis.asyncio as aioredis
-
-        client = aioredis.Redis.from_url(self.redis_url)
-        try:
-            return bool(await client.exists(cancel_key(message_id)))
-        finally:
-            await client.aclose()
+        return bool(await self._lease_client().exists(cancel_key(message_id)))
 
     # --- producing ----------------------------------------------------------------------------
     async def _publish(self, generation: ActiveGeneration, kind: str, **payload: Any) -> bool:
