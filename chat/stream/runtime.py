@@ -32,6 +32,7 @@ from django.db import close_old_connections, connections
 from agents.providers import get_provider
 from agents.providers.base import ProviderError, TextDelta, Usage
 from agents.runtime import ToolCallUpdate, run_assistant
+from chat.files import files_cleanup
 from chat.stream import records
 from chat.stream.events import make_event
 from chat.stream.log import TERMINAL_TYPES, get_stream_log
@@ -41,6 +42,7 @@ logger = logging.getLogger(__name__)
 CANCEL_CHANNEL = "tenex:cancel"
 LEASES_KEY = "tenex:leases"
 CHECKPOINT_SECONDS = 1.0
+FILE_CLEANUP_SECONDS = 3600.0
 
 
 def cancel_key(message_id: str) -> str:
@@ -420,9 +422,14 @@ class GenerationRuntime:
         return ended
 
     async def _sweep_forever(self) -> None:
+        last_file_cleanup = 0.0
         while True:
             try:
                 await self.sweep()
+                if time.monotonic() - last_file_cleanup >= FILE_CLEANUP_SECONDS:
+                    last_file_cleanup = time.monotonic()
+                    # Uploads never attached within 24 h go (also `manage.py cleanup_files`).
+                    await self.db(files_cleanup)
             except asyncio.CancelledError:
                 raise
             except Exception:  # noqa: BLE001 - a failed sweep is retried on the next tick
