@@ -143,7 +143,8 @@ STATIC_URL = "static/"
 STATIC_ROOT = DATA_DIR / "static"
 MEDIA_ROOT = Path(env_str("TENEX_MEDIA_ROOT", str(DATA_DIR / "media")))
 
-LOGIN_URL = "/admin/login/"
+LOGIN_URL = "/login"
+LOGIN_REDIRECT_URL = "/chat/"
 
 # Request bodies: JSON bodies are small; uploads are bounded by TENEX_MAX_UPLOAD_BYTES.
 TENEX_MAX_UPLOAD_BYTES = env_int("TENEX_MAX_UPLOAD_BYTES", 10 * 1024 * 1024, minimum=1)
@@ -151,7 +152,10 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("TENEX_MAX_BODY_BYTES", 2 * 1024 * 1024, m
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["workspaces.authentication.ApiKeyAuthentication"],
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "workspaces.authentication.ApiKeyAuthentication",
+        "workspaces.authentication.SessionScopeAuthentication",
+    ],
     "DEFAULT_PERMISSION_CLASSES": ["workspaces.permissions.HasScope"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],

@@ -14,6 +14,7 @@ urlpatterns = [
     path("api/v1/chat/", include("chat.urls")),
     path("api/v1/knowledge/", include("knowledge.urls")),
     path("api/v1/agents", include("agents.urls")),
+    path("", include("chat.web_urls")),
 ]
 
 handler400 = "workspaces.errors.handler400"

@@ -1,15 +1,18 @@
-"""Bearer API key authentication: turns `Authorization: Bearer tnx_...` into a request Scope."""
+"""Request authentication: a Bearer API key or a Django session, each turned into a request Scope."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 
+from django.conf import settings
+from django.db.models import QuerySet
 from django.utils import timezone
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 
 from workspaces.keys import digest_matches, parse_key
-from workspaces.models import ApiKey
-from workspaces.tenancy import Scope
+from workspaces.models import ApiKey, Membership
+from workspaces.tenancy import ALL_SCOPES, Scope
 
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 UNAUTHORIZED_MESSAGE = "Missing or invalid API key."
@@ -66,3 +69,71 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         if key.last_used_at is None or now - key.last_used_at >= LAST_USED_RESOLUTION:
             ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
             key.last_used_at = now
+
+
+# --- Django session (the web UI) ------------------------------------------------------------------
+SESSION_WORKSPACE_KEY = "tenex_workspace_id"
+NO_WORKSPACE_MESSAGE = "Your account is not a member of any workspace."
+
+
+def user_memberships(user) -> QuerySet[Membership]:
+    """The user's memberships, oldest first (the first is the default workspace)."""
+    return Membership.objects.filter(user_id=user.pk).select_related("workspace").order_by("created_at", "id")
+
+
+def session_membership(user, session) -> Membership | None:
+    """The membership a browser session acts in: the one chosen in the session, else the oldest."""
+    memberships = user_memberships(user)
+    chosen = session.get(SESSION_WORKSPACE_KEY)
+    if chosen:
+        # A choice the user has since lost (membership removed) falls back to the default.
+        found = memberships.filter(workspace_id=chosen).first()
+        if found is not None:
+            return found
+    return memberships.first()
+
+
+def membership_scope(membership: Membership) -> Scope:
+    """A member's own Scope in that workspace: what their personal key with every scope gets."""
+    return Scope(
+        workspace_id=membership.workspace_id,
+        user_id=membership.user_id,
+        scopes=frozenset(ALL_SCOPES),
+        key_id=None,
+        is_service=False,
+    )
+
+
+class SessionScopeAuthentication(authentication.SessionAuthentication):
+    """A logged-in Django session acts as its user in the session's workspace; CSRF on unsafe methods.
+
+    Runs after ApiKeyAuthentication: a request with an Authorization header is judged by the key
+    alone, so a bad key is a 401 even with a valid session cookie.
+    """
+
+    def authenticate(self, request):
+        if "HTTP_AUTHORIZATION" in request.META:
+            return None
+        user = getattr(request._request, "user", None)
+        if user is None or not user.is_authenticated or not user.is_active:
+            return None
+        self.enforce_csrf(request)
+        membership = session_membership(user, request._request.session)
+        if membership is None:
+            raise exceptions.PermissionDenied(NO_WORKSPACE_MESSAGE)
+        return user, membership_scope(membership)
+
+
+class SessionScopeScheme(OpenApiAuthenticationExtension):
+    """The session cookie the web UI uses (unsafe methods also need the `X-CSRFToken` header)."""
+
+    target_class = "workspaces.authentication.SessionScopeAuthentication"
+    name = "SessionCookie"
+
+    def get_security_definition(self, auto_schema) -> dict:
+        return {
+            "type": "apiKey",
+            "in": "cookie",
+            "name": settings.SESSION_COOKIE_NAME,
+            "description": "A Django session from the web UI login; unsafe methods need `X-CSRFToken`.",
+        }

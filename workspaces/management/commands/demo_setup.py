@@ -1,3 +1,4 @@
+import secrets
 from pathlib import Path
 
 from django.conf import settings
@@ -20,6 +21,7 @@ class Command(BaseCommand):
     def handle(self, **options):
         workspace = workspace_create(slug=DEMO_SLUG, name="Demo workspace")
         user = member_ensure(workspace=workspace, email=DEMO_EMAIL, name="Demo", role=Membership.Role.OWNER)
+        self._ensure_web_password(user)
         key_file = Path(settings.DATA_DIR) / "demo_api_key"
         if key_file.exists():
             saved = key_file.read_text().strip()
@@ -34,3 +36,16 @@ class Command(BaseCommand):
         key_file.write_text(issued.secret + "\n")
         key_file.chmod(0o600)
         self.stdout.write(issued.secret)
+
+    @staticmethod
+    def _ensure_web_password(user) -> None:
+        """A password for the web UI, kept beside the key (TENEX_DATA_DIR/demo_password)."""
+        password_file = Path(settings.DATA_DIR) / "demo_password"
+        if password_file.exists() and user.check_password(password_file.read_text().strip()):
+            return
+        password = secrets.token_urlsafe(12)
+        user.set_password(password)
+        user.save(update_fields=["password"])
+        password_file.parent.mkdir(parents=True, exist_ok=True)
+        password_file.write_text(password + "\n")
+        password_file.chmod(0o600)
