@@ -1,0 +1,52 @@
+"""`python manage.py mcp`: the chat tools over MCP on stdin/stdout, as the key in TENEX_API_KEY."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import anyio
+from django.core.management.base import BaseCommand, CommandError
+from django.db import connections
+from mcp.server.stdio import stdio_server
+
+from chat.mcp.server import build_server, key_resolver, scope_for_authorization
+from chat.stream.runtime import get_runtime
+
+# After stdin closes, replies this process is still writing get this long to finish and be saved.
+DRAIN_SECONDS = 120.0
+
+
+class Command(BaseCommand):
+    help = (
+        "Serve the chat tools over the Model Context Protocol on stdin/stdout, acting as the API key "
+        "in TENEX_API_KEY (same keys, scopes and isolation as the REST API)."
+    )
+    requires_system_checks = ()  # stdout belongs to the protocol; start fast
+
+    def handle(self, *args, **options):
+        raw_key = os.environ.get("TENEX_API_KEY", "").strip()
+        if not raw_key:
+            raise CommandError("TENEX_API_KEY is not set: put the API key (tnx_...) the server acts as in it.")
+        if scope_for_authorization(f"Bearer {raw_key}") is None:
+            raise CommandError("TENEX_API_KEY is not a valid API key (malformed, unknown, revoked or expired).")
+        connections.close_all()  # tool calls use their own worker thread's connection
+        # As under daphne: the runtime's sweep also ends replies a previous process left streaming.
+        get_runtime()
+        anyio.run(serve, raw_key)
+        drain_generations()
+
+
+async def serve(raw_key: str) -> None:
+    server = build_server(key_resolver(raw_key))
+    async with stdio_server() as (read_stream, write_stream):
+        await server.run(read_stream, write_stream, server.create_initialization_options())
+
+
+def drain_generations() -> None:
+    """Let replies started here finish: generation outlives the client, even a stdio one."""
+    runtime = get_runtime()
+    time.sleep(0.1)  # a reply committed just before stdin closed registers on the runtime loop
+    deadline = time.monotonic() + DRAIN_SECONDS
+    while runtime.active and time.monotonic() < deadline:
+        time.sleep(0.1)
