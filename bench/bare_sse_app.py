@@ -4,8 +4,9 @@ Serve it with the same daphne as tenex (`python -m daphne ... bench.bare_sse_app
 Any POST is answered with the exact bytes and headers of a reply captured from tenex, read once at
 import from the JSON file named by BENCH_SSE_CAPTURE ({"headers": [[name, value], ...],
 "chunks": ["<latin-1 text>", ...]}): one ASGI body message per SSE block, `more_body=True`, as
-Django's ASGI handler sends them. BENCH_BARE_DELAY_MS pauses between blocks (0: as fast as
-possible; the RSS measurement uses a long pause so streams stay open). GET /healthz answers 200.
+Django's ASGI handler sends them. BENCH_BARE_DELAY_MS pauses between the blocks after the first
+delta (0: as fast as possible; the RSS measurement uses a long pause so streams stay open, as
+tenex's TENEX_LOCAL_TOKEN_DELAY_MS does). GET /healthz answers 200.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ def _load() -> tuple[list[tuple[bytes, bytes]], list[bytes]]:
 
 HEADERS, CHUNKS = _load()
 DELAY = int(os.environ.get("BENCH_BARE_DELAY_MS", "0")) / 1000
+FIRST_DELTA = next((i for i, chunk in enumerate(CHUNKS) if b"\nevent: delta\n" in chunk), 0)
 
 
 async def _drain_request(receive: Receive) -> bool:
@@ -65,8 +67,28 @@ async def application(scope: dict[str, Any], receive: Receive, send: Send) -> No
         await send({"type": "http.response.body", "body": body})
         return
     await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
-    for index, chunk in enumerate(CHUNKS):
-        if DELAY and index:
-            await asyncio.sleep(DELAY)
-        await send({"type": "http.response.body", "body": chunk, "more_body": True})
-    await send({"type": "http.response.body", "body": b"", "more_body": False})
+    if not DELAY:
+        for chunk in CHUNKS:
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        return
+    # Slow mode holds streams open for minutes: stop when the client leaves, as Django's handler does.
+    gone = asyncio.Event()
+
+    async def watch() -> None:
+        if (await receive())["type"] == "http.disconnect":
+            gone.set()
+
+    watcher = asyncio.create_task(watch())
+    try:
+        for index, chunk in enumerate(CHUNKS):
+            if index > FIRST_DELTA:  # like tenex's token delay: nothing waits before the first delta
+                try:
+                    await asyncio.wait_for(gone.wait(), DELAY)
+                    return
+                except TimeoutError:
+                    pass
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+    finally:
+        watcher.cancel()

@@ -14,12 +14,14 @@ What it does, all in one run on this machine:
 3. Starts the bare app (bench/bare_sse_app.py) under the same daphne with the same flags; it answers
    any POST with the captured bytes, one ASGI body message per event, from memory (the floor).
 4. For each concurrency: N workers, each on its own thread, repeatedly POST a message with
-   `Accept: text/event-stream` and read the stream to the end. After a warm-up, it counts events
-   delivered per second and, per request, the time from sending to the first `delta` event (TTFD).
+   `Accept: text/event-stream` and read the stream to the end. After a warm-up it counts events
+   delivered per second and, per request sent inside the window, the time from sending to the first
+   `delta` event (TTFD), split into response head / first event / first delta. The window lasts
+   --duration seconds, or longer (up to --max-duration) until there is one TTFD sample per worker.
    Same against the bare app. Ratios: events/s tenex/bare; server-added TTFD = tenex - bare.
-5. RSS per open stream: a fresh tenex daphne with a 2 s token delay; RSS (VmRSS) after warm-up
-   streams, then after 1,000 more concurrent streams have each received their first delta.
-   The same for the bare app with a 2 s pause between events.
+5. RSS per open stream: a fresh tenex daphne with a 2 s token delay; VmRSS after 20 warm-up
+   streams, then after --slow-streams more (opened 50 at a time, each batch waiting for every first
+   delta) and what holding them costs for 10 s. The same for the bare app pausing 2 s per event.
 
 The load generator is a minimal HTTP/1.1 client on asyncio streams (keep-alive, chunked decoding,
 SSE block counting): it costs a fraction of httpx's CPU per event, so on a small machine the
@@ -34,6 +36,7 @@ import asyncio
 import json
 import math
 import os
+import re
 import resource
 import signal
 import socket
@@ -224,6 +227,18 @@ class Infra:
         finally:
             client.close()
 
+    def streaming_replies(self) -> int:
+        """Replies still being generated (as superuser, which row-level security does not filter)."""
+        out = self.psql("SELECT count(*) FROM chat_message WHERE status = 'streaming'", database=self.db_name)
+        return int(out.strip() or 0)
+
+    def wait_until_idle(self, timeout: float) -> int:
+        """Let abandoned generations finish before the next measurement; returns how many remain."""
+        deadline = time.monotonic() + timeout
+        while (remaining := self.streaming_replies()) and time.monotonic() < deadline:
+            time.sleep(1)
+        return remaining
+
     def commits(self) -> int:
         out = self.psql(f"SELECT xact_commit FROM pg_stat_database WHERE datname = '{self.db_name}'")
         return int(out.strip() or 0)
@@ -385,11 +400,14 @@ class RawClient:
         self.reader = self.writer = None
         self.buffer = bytearray()
 
-    async def _fill(self) -> float:
+    async def _fill(self, stage: str = "body") -> float:
         assert self.reader is not None
-        data = await asyncio.wait_for(self.reader.read(262144), self.timeout)
+        try:
+            data = await asyncio.wait_for(self.reader.read(262144), self.timeout)
+        except TimeoutError:
+            raise HttpError(f"no bytes for {self.timeout:g} s while reading the {stage}") from None
         if not data:
-            raise HttpError("connection closed by the server mid-response")
+            raise HttpError(f"connection closed by the server while reading the {stage}")
         self.buffer += data
         return time.perf_counter()
 
@@ -408,7 +426,7 @@ class RawClient:
         buffer = self.buffer
         now = time.perf_counter()
         while (head_end := buffer.find(b"\r\n\r\n")) < 0:
-            now = await self._fill()
+            now = await self._fill("response head")
         lines = buffer[:head_end].decode("latin-1").split("\r\n")
         del buffer[: head_end + 4]
         status = int(lines[0].split(" ", 2)[1])
@@ -573,8 +591,8 @@ def make_client(kind: str, server: Daphne, key: str, timeout: float):
 
 
 async def load_phase(target: Target, concurrency: int, warmup: float, duration: float, client_kind: str,
-                     redis_calls: Callable[[], dict[str, int]] | None = None, max_duration: float = 90.0,
-                     drain_timeout: float = 150.0, request_timeout: float = 60.0) -> PhaseResult:
+                     redis_calls: Callable[[], dict[str, int]] | None = None, max_duration: float = 60.0,
+                     drain_timeout: float = 120.0, request_timeout: float = 35.0) -> PhaseResult:
     """N workers post and read streams back to back. The window opens after `warmup` and closes after
     `duration`, or later (up to `max_duration`) until `concurrency` requests sent inside it have had
     their first delta, so a slow server still yields one TTFD sample per worker. Workers then finish
@@ -613,7 +631,8 @@ async def load_phase(target: Target, concurrency: int, warmup: float, duration: 
                     status, _headers, raw = await client.post_stream(path, body, counter)
                 except (TimeoutError, OSError, asyncio.IncompleteReadError, HttpError, httpx.HTTPError, ValueError) as exc:
                     await client.close()
-                    note_error(f"{type(exc).__name__}: {str(exc)[:120]}")
+                    where = "before any event" if counter.events == 0 else "after some events"
+                    note_error(f"{type(exc).__name__}: {str(exc)[:120]} ({where})")
                     sample.finished, sample.events = True, counter.events
                     await asyncio.sleep(0.1)
                     continue
@@ -781,13 +800,8 @@ async def hold_streams(server: Daphne, key: str, paths: list[str], batch: int, f
     tasks: list[asyncio.Task] = []
     opened = failed = 0
 
-    async def one(path: str, ready: asyncio.Future) -> None:
+    async def one(path: str, ready: asyncio.Future, counter: SSECounter) -> None:
         client = RawClient("127.0.0.1", server.port, key, 3600)
-        def tap(_data: bytes, counter: SSECounter) -> None:
-            if counter.first_delta_at is not None and not ready.done():
-                ready.set_result(True)
-
-        counter = SSECounter(tap=tap)
         try:
             reading = asyncio.create_task(client.post_stream(path, body, counter))
             stopping = asyncio.create_task(stop.wait())
@@ -802,8 +816,9 @@ async def hold_streams(server: Daphne, key: str, paths: list[str], batch: int, f
                 else:
                     ended = f"open stream ended early: {counter.terminal or 'cut off without done/error'}"
                     errors[ended] = errors.get(ended, 0) + 1
-            reading.cancel()
-            stopping.cancel()
+            for task in (reading, stopping):
+                task.cancel()
+            await asyncio.gather(reading, stopping, return_exceptions=True)
         except Exception as exc:  # noqa: BLE001 - reported, not fatal
             if not ready.done():
                 ready.set_exception(HttpError(f"{type(exc).__name__}: {str(exc)[:160]}"))
@@ -814,20 +829,43 @@ async def hold_streams(server: Daphne, key: str, paths: list[str], batch: int, f
             await client.close()
 
     loop = asyncio.get_running_loop()
+    bad_batches = 0
     for first in range(0, len(paths), batch):
         readies = []
+        counters = []
         for path in paths[first : first + batch]:
             ready = loop.create_future()
+
+            def tap(_data: bytes, counter: SSECounter, ready: asyncio.Future = ready) -> None:
+                if counter.first_delta_at is not None and not ready.done():
+                    ready.set_result(True)
+
+            counter = SSECounter(tap=tap)
             readies.append(ready)
-            tasks.append(asyncio.create_task(one(path, ready)))
+            counters.append(counter)
+            tasks.append(asyncio.create_task(one(path, ready, counter)))
         done, _pending = await asyncio.wait(readies, timeout=first_timeout)
-        for future in readies:
+        batch_failed = 0
+        for future, counter in zip(readies, counters):
             if future in done and future.exception() is None:
                 opened += 1
+                continue
+            batch_failed += 1
+            if future in done:
+                reason = str(future.exception())
+            elif counter.headers_at is None:
+                reason = f"no response head within {first_timeout:.0f} s"
             else:
-                failed += 1
-                reason = str(future.exception()) if future in done else f"no first delta within {first_timeout:.0f} s"
-                errors[reason[:200]] = errors.get(reason[:200], 0) + 1
+                reason = f"head and {counter.events} events but no delta within {first_timeout:.0f} s"
+            errors[reason[:200]] = errors.get(reason[:200], 0) + 1
+        failed += batch_failed
+        # Two batches in a row with half their streams failing: the server has stopped taking
+        # streams; going on would only add timeouts.
+        bad_batches = bad_batches + 1 if batch_failed * 2 >= len(readies) else 0
+        if bad_batches >= 2 and first + batch < len(paths):
+            skipped = len(paths) - first - batch
+            errors[f"ramp stopped after two failing batches ({skipped} streams not attempted)"] = 1
+            break
     return tasks, opened, failed
 
 
@@ -852,7 +890,7 @@ async def measure_rss(label: str, server: Daphne, key: str, paths: list[str], wa
     if infra is not None:
         result.redis_clients_before = await asyncio.to_thread(infra.redis_clients)
     started = time.perf_counter()
-    tasks, result.opened, result.failed = await hold_streams(server, key, paths[warm:], batch, 60, stop, errors)
+    tasks, result.opened, result.failed = await hold_streams(server, key, paths[warm:], batch, 30, stop, errors)
     result.ramp_seconds = time.perf_counter() - started
     await asyncio.sleep(3)
     result.after_kib = await asyncio.to_thread(sample_rss, server.pid)
@@ -916,8 +954,8 @@ def main() -> int:
     parser.add_argument("--concurrency", default="50,200", help="comma-separated stream counts (default 50,200)")
     parser.add_argument("--duration", type=float, default=20.0, help="measured seconds per run (default 20)")
     parser.add_argument("--warmup", type=float, default=5.0, help="unmeasured seconds before each run (default 5)")
-    parser.add_argument("--max-duration", type=float, default=90.0,
-                        help="longest window while waiting for one TTFD sample per stream (default 90)")
+    parser.add_argument("--max-duration", type=float, default=60.0,
+                        help="longest window while waiting for one TTFD sample per stream (default 60)")
     parser.add_argument("--slow-streams", type=int, default=1000, help="open streams for the RSS measure (default 1000)")
     parser.add_argument("--slow-delay-ms", type=int, default=2000, help="token delay that keeps streams open")
     parser.add_argument("--skip-rss", action="store_true", help="skip the RSS-per-open-stream measurement")
@@ -984,6 +1022,10 @@ def main() -> int:
                 for error, n in sorted(result.errors.items(), key=lambda kv: -kv[1])[:8]:
                     log(f"  error x{n}: {error}")
                 results.append(result)
+                if target is tenex_target:
+                    remaining = infra.wait_until_idle(90)
+                    if remaining:
+                        log(f"  {remaining} replies still streaming 90 s after the phase (left running)")
             pairs.append((results[0], results[1]))
         stop(bare)
         stop(tenex)
@@ -1088,7 +1130,9 @@ def main() -> int:
                     print(f"\ndaphne {name} stderr: {len(noisy)} error/warning lines ({path}); most frequent:")
                     counts: dict[str, int] = {}
                     for line in noisy:
-                        counts[line.strip()[:160]] = counts.get(line.strip()[:160], 0) + 1
+                        # Group lines that differ only in numbers and ids (task names, message ids).
+                        key = re.sub(r"\b(msg|thr)_\w+|\d+", "#", line.strip())[:160]
+                        counts[key] = counts.get(key, 0) + 1
                     for line, n in sorted(counts.items(), key=lambda kv: -kv[1])[:10]:
                         print(f"  {n:6d} x {line}")
         try:
