@@ -139,6 +139,57 @@ def _lock_thread(scope: Scope, thread_id: str) -> Thread:
     return thread
 
 
+def _insert_message(
+    *, scope: Scope, thread: Thread, position: int, role: str, content: str, status: str, now,
+    attachments: list[dict] | None = None, tool_calls: list[dict] | None = None, lease_expires_at=None,
+) -> Message:
+    message = Message.objects.create(
+        workspace_id=scope.workspace_id,
+        thread=thread,
+        position=position,
+        role=role,
+        content=content,
+        status=status,
+        tool_calls=tool_calls or [],
+        created_at=now,
+        completed_at=now if status != Message.Status.STREAMING else None,
+        lease_expires_at=lease_expires_at,
+    )
+    if attachments:
+        created = Attachment.objects.bulk_create(
+            Attachment(workspace_id=scope.workspace_id, message=message, position=index, **attachment)
+            for index, attachment in enumerate(attachments)
+        )
+    else:
+        created = []
+    # What was just written is what the message's attachments are: serializing it needs no query.
+    message._prefetched_objects_cache = {"attachments": _known_queryset(message.attachments.all(), created)}
+    return message
+
+
+def _known_queryset(queryset, rows: list):
+    """A queryset whose rows are already known, as Django's own prefetching leaves it."""
+    queryset._result_cache = rows
+    queryset._prefetch_done = True
+    return queryset
+
+
+def _record_appended(*, scope: Scope, thread: Thread, locked: Thread, first: Message, count: int, now) -> None:
+    """Move the thread's count, recency and automatic title with `count` newly appended messages."""
+    updates = {
+        "message_count": F("message_count") + count,
+        "last_message_at": now,
+        "activity_at": now,
+        "updated_at": now,
+    }
+    if first.role == Message.Role.USER and locked.title_is_auto and not locked.title:
+        updates["title"] = title_from_content(first.content)
+        thread.title = updates["title"]
+    Thread.objects.for_workspace(scope.workspace_id).filter(pk=locked.pk).update(**updates)
+    thread.message_count = locked.message_count + count
+    thread.last_message_at = thread.activity_at = thread.updated_at = now
+
+
 @transaction.atomic
 def message_append(
     *,
@@ -153,32 +204,11 @@ def message_append(
     """Append one message to a thread: position, counts, recency and the automatic title move with it."""
     locked = _lock_thread(scope, thread.pk)
     now = timezone.now()
-    position = locked.message_count + 1
-    message = Message.objects.create(
-        workspace_id=scope.workspace_id,
-        thread=locked,
-        position=position,
-        role=role,
-        content=content,
-        status=status,
-        tool_calls=tool_calls or [],
-        created_at=now,
-        completed_at=now if status != Message.Status.STREAMING else None,
+    message = _insert_message(
+        scope=scope, thread=locked, position=locked.message_count + 1, role=role, content=content,
+        status=status, now=now, attachments=attachments, tool_calls=tool_calls,
     )
-    for index, attachment in enumerate(attachments or []):
-        Attachment.objects.create(workspace_id=scope.workspace_id, message=message, position=index, **attachment)
-    updates = {
-        "message_count": F("message_count") + 1,
-        "last_message_at": now,
-        "activity_at": now,
-        "updated_at": now,
-    }
-    if role == Message.Role.USER and locked.title_is_auto and not locked.title:
-        updates["title"] = title_from_content(content)
-        thread.title = updates["title"]
-    Thread.objects.for_workspace(scope.workspace_id).filter(pk=locked.pk).update(**updates)
-    thread.message_count = position
-    thread.last_message_at = thread.activity_at = thread.updated_at = now
+    _record_appended(scope=scope, thread=thread, locked=locked, first=message, count=1, now=now)
     return message
 
 
@@ -192,16 +222,22 @@ def message_send(
     from chat.stream.runtime import get_runtime
 
     resolved = resolve_attachments(scope=scope, items=attachments, thread_id=thread.pk) if attachments else []
-    user_message = message_append(scope=scope, thread=thread, role=Message.Role.USER, content=content, attachments=resolved)
+    # One row lock for both messages: their positions are consecutive and no other append interleaves.
+    locked = _lock_thread(scope, thread.pk)
+    now = timezone.now()
+    user_message = _insert_message(
+        scope=scope, thread=locked, position=locked.message_count + 1, role=Message.Role.USER,
+        content=content, status=Message.Status.COMPLETE, now=now, attachments=resolved,
+    )
     if resolved:
         attach_files_to_thread(scope=scope, thread=thread, attachments=resolved)
-    reply = message_append(
-        scope=scope, thread=thread, role=Message.Role.ASSISTANT, content="", status=Message.Status.STREAMING
-    )
     # The first lease covers the gap until a producer claims the reply: if this process dies
     # before generation starts, the reply still ends as `interrupted` instead of streaming forever.
-    reply.lease_expires_at = lease_deadline()
-    Message.objects.for_workspace(scope.workspace_id).filter(pk=reply.pk).update(lease_expires_at=reply.lease_expires_at)
+    reply = _insert_message(
+        scope=scope, thread=locked, position=locked.message_count + 2, role=Message.Role.ASSISTANT,
+        content="", status=Message.Status.STREAMING, now=now, lease_expires_at=lease_deadline(),
+    )
+    _record_appended(scope=scope, thread=thread, locked=locked, first=user_message, count=2, now=now)
     workspace_id, reply_id = scope.workspace_id, reply.pk
 
     def start_generation() -> None:

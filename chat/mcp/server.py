@@ -21,7 +21,7 @@ from rest_framework import exceptions
 
 from chat.mcp.tools import TOOLS, TOOLS_BY_NAME, ChatTool, as_json
 from chat.stream.log import TERMINAL_TYPES
-from chat.stream.sse import follow
+from chat.stream.sse import follow_events
 from workspaces.authentication import ApiKeyAuthentication
 from workspaces.errors import error_body, exception_handler
 from workspaces.tenancy import Scope, tenant_context
@@ -94,13 +94,13 @@ async def _in_workspace(scope: Scope, tool: ChatTool, arguments: dict) -> dict:
 
 async def reply_events(workspace_id: str, message_id: str) -> AsyncIterator[dict]:
     """A reply's stream events from its start until `done` or `error`, as the SSE endpoint reads them."""
-    frames = follow(workspace_id, message_id, 0)
+    batches = follow_events(workspace_id, message_id, 0)
     try:
-        async for frame in frames:
-            if frame.startswith(b"id: "):  # an event; the rest are retry hints and pings
-                yield json.loads(frame.split(b"\ndata: ", 1)[1])
+        async for batch in batches:
+            for event in batch:
+                yield event
     finally:
-        await frames.aclose()
+        await batches.aclose()
 
 
 async def follow_reply(workspace_id: str, reply: dict, report_progress: ProgressReporter) -> dict:

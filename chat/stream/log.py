@@ -1,9 +1,14 @@
 """The per-message event log: Redis Streams with REDIS_URL, an in-process store otherwise.
 
 Events are dicts carrying `seq` (1, 2, 3... per message). The log is append-only and idempotent by
-seq: an event whose seq is not above the last one is refused, so a replayed append can never
-duplicate or reorder what readers see. Readers ask for "events after seq N" and may block for new
-ones; they never write.
+seq: a batch whose first seq is not above the last one is refused whole, so a replayed append can
+never duplicate or reorder what readers see. Readers ask for "events after seq N" and may block for
+new ones; they never write.
+
+With Redis, each process also keeps a short-lived in-process mirror of the logs it produces: an
+event enters the mirror only after Redis has accepted it, so a reader in the producing process (the
+common case: the client that sent the message) follows the reply without a Redis round trip per
+batch, and sees nothing a reader in another process could not see.
 """
 
 from __future__ import annotations
@@ -23,8 +28,8 @@ TERMINAL_TYPES = frozenset({"done", "error"})
 
 
 class StreamLog(Protocol):
-    async def append(self, message_id: str, event: Event) -> bool:
-        """Append; False when an event with this seq or a later one is already there."""
+    async def append(self, message_id: str, events: list[Event]) -> bool:
+        """Append events with consecutive seqs, all or none; False when the first seq is already taken."""
         ...
 
     async def read(self, message_id: str, after_seq: int, *, block_seconds: float) -> list[Event]: ...
@@ -37,36 +42,63 @@ class StreamLog(Protocol):
 
 
 class MemoryStreamLog:
-    """In-process log for the embedded default. Thread-safe; readers on any event loop."""
+    """In-process log: the embedded default's store, and the Redis log's local mirror.
 
-    def __init__(self, ttl_seconds: int | None = None):
+    Thread-safe; readers on any event loop. Finished logs expire `ttl_seconds` after `finish`.
+    """
+
+    EXPIRY_CHECK_SECONDS = 1.0
+
+    def __init__(self, ttl_seconds: int | float | None = None):
         self._lock = threading.Lock()
         self._events: dict[str, list[Event]] = {}
         self._expires: dict[str, float] = {}
+        self._next_expiry_check = 0.0
         self._waiters: dict[str, set[tuple[asyncio.AbstractEventLoop, asyncio.Event]]] = defaultdict(set)
         self._ttl = ttl_seconds if ttl_seconds is not None else settings.TENEX_STREAM_TTL_SECONDS
 
-    async def append(self, message_id: str, event: Event) -> bool:
+    def has(self, message_id: str) -> bool:
+        return message_id in self._events
+
+    async def append(self, message_id: str, events: list[Event]) -> bool:
+        return self.append_now(message_id, events)
+
+    def append_now(self, message_id: str, events: list[Event]) -> bool:
+        if not events:
+            return True
         with self._lock:
-            events = self._events.setdefault(message_id, [])
-            last = events[-1]["seq"] if events else 0
-            if event["seq"] <= last:
+            logged = self._events.setdefault(message_id, [])
+            last = logged[-1]["seq"] if logged else 0
+            if events[0]["seq"] <= last:
                 return False
-            events.append(event)
-            waiters = list(self._waiters.pop(message_id, ()))
+            logged.extend(events)
+            waiters = self._waiters.pop(message_id, ())
+        self._wake(waiters)
+        return True
+
+    def drop(self, message_id: str) -> None:
+        """Forget a log now; blocked readers wake and find nothing here."""
+        with self._lock:
+            self._events.pop(message_id, None)
+            self._expires.pop(message_id, None)
+            waiters = self._waiters.pop(message_id, ())
+        self._wake(waiters)
+
+    @staticmethod
+    def _wake(waiters) -> None:
         for loop, waiter in waiters:
             try:
                 loop.call_soon_threadsafe(waiter.set)
             except RuntimeError:  # that reader's loop has closed
                 pass
-        return True
 
     def _after(self, message_id: str, after_seq: int) -> list[Event]:
         events = self._events.get(message_id)
         if not events:
             return []
-        if events[-1]["seq"] == len(events):
-            return events[max(after_seq, 0) :]  # no gaps: seq n sits at index n-1
+        first = events[0]["seq"]
+        if events[-1]["seq"] - first == len(events) - 1:
+            return events[max(after_seq - first + 1, 0) :]  # no gaps: seq n sits at index n - first
         return [event for event in events if event["seq"] > after_seq]
 
     async def read(self, message_id: str, after_seq: int, *, block_seconds: float) -> list[Event]:
@@ -84,37 +116,77 @@ class MemoryStreamLog:
             pass
         finally:
             with self._lock:
-                self._waiters.get(message_id, set()).discard(entry)
+                waiting = self._waiters.get(message_id)
+                if waiting is not None:
+                    waiting.discard(entry)
+                    if not waiting:
+                        del self._waiters[message_id]
         with self._lock:
             return self._after(message_id, after_seq)
 
     async def exists(self, message_id: str) -> bool:
         self._expire()
-        with self._lock:
-            return bool(self._events.get(message_id))
+        return self.has(message_id)
 
     async def finish(self, message_id: str) -> None:
         with self._lock:
-            self._expires[message_id] = time.monotonic() + self._ttl
+            if message_id in self._events:
+                self._expires[message_id] = time.monotonic() + self._ttl
 
     def _expire(self) -> None:
+        # Amortised: at most one pass a second, however many readers poll.
         now = time.monotonic()
+        if now < self._next_expiry_check:
+            return
         with self._lock:
+            self._next_expiry_check = now + self.EXPIRY_CHECK_SECONDS
             gone = [m for m, at in self._expires.items() if at <= now]
             for message_id in gone:
                 self._expires.pop(message_id, None)
                 self._events.pop(message_id, None)
 
 
+# Appends a batch atomically: refused whole when its first seq is not above the stream's last entry,
+# so a producer that lost its lease can never write after the ending another process recorded.
+# KEYS[1] stream; ARGV: maxlen, ttl, first seq, then one JSON payload per event.
+_APPEND_SCRIPT = """
+local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+local first = tonumber(ARGV[3])
+if #last > 0 and tonumber(string.match(last[1][1], '^(%d+)')) >= first then
+  return 0
+end
+for i = 4, #ARGV do
+  redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], (first + i - 4) .. '-0', 'e', ARGV[i])
+end
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+return 1
+"""
+
+
+def async_redis_client(url: str):
+    """A redis.asyncio client for the calling event loop, sized for many concurrent streams."""
+    import redis.asyncio as aioredis
+
+    return aioredis.Redis.from_url(
+        url,
+        socket_connect_timeout=2,
+        # Above the longest XREAD BLOCK a reader asks for, so a quiet stream never looks like a
+        # dead socket.
+        socket_timeout=max(30, settings.TENEX_STREAM_LEASE_SECONDS + 10),
+        health_check_interval=30,
+        max_connections=settings.TENEX_REDIS_MAX_CONNECTIONS,
+    )
+
+
 class RedisStreamLog:
-    """Redis Streams: one stream per message, entry id `<seq>-0`, so XADD itself refuses repeats.
+    """Redis Streams: one stream per message, entry id `<seq>-0`.
 
     Keys are hash-tagged by message (`tenex:stream:{msg_...}`) so a Redis Cluster keeps each log on
-    one shard. Readers use XREAD BLOCK; each event loop gets its own client (redis.asyncio clients
-    belong to the loop that created them).
+    one shard. Readers use XREAD BLOCK, each holding a connection while it waits, so the pool is
+    sized by TENEX_REDIS_MAX_CONNECTIONS; readers in the producing process use the mirror instead.
     """
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, mirror_seconds: float | None = None):
         self._url = url
         # One client per event loop (redis.asyncio clients belong to their loop); weak keys, so a
         # closed loop's client goes with it and a new loop never inherits a dead one.
@@ -122,43 +194,43 @@ class RedisStreamLog:
         self._lock = threading.Lock()
         self._maxlen = settings.TENEX_STREAM_MAXLEN
         self._ttl = settings.TENEX_STREAM_TTL_SECONDS
+        linger = settings.TENEX_STREAM_MIRROR_SECONDS if mirror_seconds is None else mirror_seconds
+        self.mirror = MemoryStreamLog(ttl_seconds=linger) if linger > 0 else None
 
     @staticmethod
     def key(message_id: str) -> str:
         return f"tenex:stream:{{{message_id}}}"
 
     def _client(self):
-        import redis.asyncio as aioredis
-
         loop = asyncio.get_running_loop()
         with self._lock:
-            client = self._clients.get(loop)
-            if client is None:
-                client = aioredis.Redis.from_url(self._url, socket_connect_timeout=2, health_check_interval=30)
-                self._clients[loop] = client
-            return client
+            entry = self._clients.get(loop)
+            if entry is None:
+                client = async_redis_client(self._url)
+                entry = (client, client.register_script(_APPEND_SCRIPT))
+                self._clients[loop] = entry
+            return entry
 
-    async def append(self, message_id: str, event: Event) -> bool:
-        import redis
-
-        client = self._client()
-        key = self.key(message_id)
-        try:
-            await client.xadd(
-                key, {"e": json.dumps(event, separators=(",", ":"))}, id=f"{event['seq']}-0",
-                maxlen=self._maxlen, approximate=True,
-            )
-        except redis.ResponseError as exc:
-            if "equal or smaller" in str(exc):
-                return False  # that seq is taken: appends are idempotent by seq
-            raise
-        if event["seq"] == 1 or event["type"] in TERMINAL_TYPES:
-            # The log outlives the message by the TTL (set at the first and the last event).
-            await client.expire(key, self._ttl)
-        return True
+    async def append(self, message_id: str, events: list[Event]) -> bool:
+        if not events:
+            return True
+        _client, append_script = self._client()
+        payloads = [json.dumps(event, separators=(",", ":")) for event in events]
+        appended = bool(
+            await append_script(keys=[self.key(message_id)], args=[self._maxlen, self._ttl, events[0]["seq"], *payloads])
+        )
+        if self.mirror is not None:
+            if not appended:
+                self.mirror.drop(message_id)  # another process wrote here: readers go to Redis
+            elif events[0]["seq"] == 1 or self.mirror.has(message_id):
+                # Only whole logs are mirrored: a reader there must never miss an earlier event.
+                self.mirror.append_now(message_id, events)
+        return appended
 
     async def read(self, message_id: str, after_seq: int, *, block_seconds: float) -> list[Event]:
-        client = self._client()
+        if self.mirror is not None and self.mirror.has(message_id):
+            return await self.mirror.read(message_id, after_seq, block_seconds=block_seconds)
+        client, _script = self._client()
         key = self.key(message_id)
         block_ms = int(block_seconds * 1000) if block_seconds > 0 else None
         reply = await client.xread({key: f"{after_seq}-0"}, count=1000, block=block_ms)
@@ -170,10 +242,16 @@ class RedisStreamLog:
         return events
 
     async def exists(self, message_id: str) -> bool:
-        return bool(await self._client().exists(self.key(message_id)))
+        if self.mirror is not None and self.mirror.has(message_id):
+            return True
+        client, _script = self._client()
+        return bool(await client.exists(self.key(message_id)))
 
     async def finish(self, message_id: str) -> None:
-        await self._client().expire(self.key(message_id), self._ttl)
+        client, _script = self._client()
+        await client.expire(self.key(message_id), self._ttl)
+        if self.mirror is not None:
+            await self.mirror.finish(message_id)
 
 
 _log: StreamLog | None = None

@@ -12,11 +12,12 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.conf import settings
+from django.db.models.functions import Length
 from django.utils import timezone
 
 from agents.context import system_prompt_for
 from agents.providers.base import Turn
-from agents.runtime import AssistantRequest
+from agents.runtime import CHARS_PER_TOKEN, AssistantRequest
 from chat.models import Message, Thread
 from workspaces.tenancy import Scope, tenant_context
 
@@ -81,6 +82,30 @@ def _tool_names(thread: Thread) -> list[str]:
 
 
 
+# However long a thread grows, a turn reads at most this many earlier rows' sizes to find where the
+# history sent to the provider can start.
+HISTORY_SCAN_LIMIT = 5000
+
+
+def history_start(earlier) -> int:
+    """The oldest position the trimmed history can reach, found from content lengths alone.
+
+    Walks newest first with the same per-message estimate `trim_history` uses, on the message text
+    only (attachments and tool calls only add), so everything `trim_history` would keep is at or
+    after the returned position, and a long thread's old turns are never loaded.
+    """
+    budget = settings.TENEX_HISTORY_TOKEN_BUDGET
+    used = 0
+    start = 0
+    sizes = earlier.order_by("-position").annotate(size=Length("content")).values_list("position", "size")
+    for position, size in sizes[:HISTORY_SCAN_LIMIT]:
+        start = position
+        used += max(1, size // CHARS_PER_TOKEN) if size else 0
+        if used > budget:
+            break
+    return start
+
+
 def claim_generation(workspace_id: str, message_id: str, producer: str) -> GenerationInput | None:
     """Take the lease on a streaming message and load what the assistant needs to answer it."""
     with tenant_context(workspace_id):
@@ -93,9 +118,9 @@ def claim_generation(workspace_id: str, message_id: str, producer: str) -> Gener
             return None
         message = Message.objects.for_workspace(workspace_id).select_related("thread").get(pk=message_id)
         thread = message.thread
+        earlier = Message.objects.for_workspace(workspace_id).filter(thread=thread, position__lt=message.position)
         history = (
-            Message.objects.for_workspace(workspace_id)
-            .filter(thread=thread, position__lt=message.position)
+            earlier.filter(position__gte=history_start(earlier))
             .prefetch_related("attachments")
             .order_by("position")
         )

@@ -35,7 +35,7 @@ from agents.runtime import ToolCallUpdate, run_assistant
 from chat.files import files_cleanup
 from chat.stream import records
 from chat.stream.events import make_event
-from chat.stream.log import TERMINAL_TYPES, get_stream_log
+from chat.stream.log import TERMINAL_TYPES, async_redis_client, get_stream_log
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +57,10 @@ class ActiveGeneration:
     cancel: asyncio.Event = field(default_factory=asyncio.Event)
     state: records.GenerationState = field(default_factory=records.GenerationState)
     lost: bool = False  # another process ended this message (our lease had lapsed)
+    # Events published but not yet in the log, in seq order, and the one task writing them.
+    pending: list[dict] = field(default_factory=list)
+    flusher: asyncio.Task | None = None
+    publish_error: Exception | None = None
 
 
 class GenerationRuntime:
@@ -192,16 +196,42 @@ class GenerationRuntime:
         return bool(await self._lease_client().exists(cancel_key(message_id)))
 
     # --- producing ----------------------------------------------------------------------------
-    async def _publish(self, generation: ActiveGeneration, kind: str, **payload: Any) -> bool:
+    def _publish(self, generation: ActiveGeneration, kind: str, **payload: Any) -> None:
+        """Number the event and queue it for the log; one flusher per generation writes the queue.
+
+        Group commit: while one batch is on its way to the log, the events produced meanwhile wait
+        and go together in the next append, so a fast provider costs one round trip per batch, not
+        per token, and a slow one still sends each token the moment it exists.
+        """
         state = generation.state
         state.seq += 1
-        event = make_event(
-            state.seq, kind, message_id=generation.message_id, thread_id=generation.thread_id, **payload
+        generation.pending.append(
+            make_event(state.seq, kind, message_id=generation.message_id, thread_id=generation.thread_id, **payload)
         )
-        appended = await self.log.append(generation.message_id, event)
-        if appended is False:
-            generation.lost = True
-        return appended is not False
+        if generation.flusher is None or generation.flusher.done():
+            generation.publish_error = None
+            generation.flusher = asyncio.ensure_future(self._flush(generation))
+
+    async def _flush(self, generation: ActiveGeneration) -> None:
+        while generation.pending and not generation.lost:
+            batch, generation.pending = generation.pending, []
+            try:
+                appended = await self.log.append(generation.message_id, batch)
+            except Exception as exc:  # noqa: BLE001 - kept for `_drain`; the batch stays queued
+                generation.pending[:0] = batch
+                generation.publish_error = exc
+                generation.cancel.set()  # stop producing what could not be delivered
+                return
+            if not appended:
+                generation.lost = True  # another process ended this message: its ending stands
+                generation.cancel.set()
+
+    async def _drain(self, generation: ActiveGeneration) -> None:
+        """Wait until every published event is in the log; raise what stopped the log taking them."""
+        if generation.flusher is not None:
+            await generation.flusher
+        if generation.publish_error is not None:
+            raise generation.publish_error
 
     async def _generate(self, workspace_id: str, message_id: str) -> None:
         generation = ActiveGeneration(workspace_id=workspace_id, message_id=message_id)
@@ -221,6 +251,8 @@ class GenerationRuntime:
                 checkpoints.cancel()
                 with suppress(asyncio.CancelledError):
                     await checkpoints
+            if generation.publish_error is not None:
+                raise generation.publish_error
             if not generation.lost:
                 await self._finish(generation, status, error)
         except Exception:  # noqa: BLE001 - never leave a message streaming because of a bug here
@@ -235,45 +267,42 @@ class GenerationRuntime:
             await self._untrack_lease(workspace_id, message_id)
 
     async def _produce(self, generation: ActiveGeneration, loaded: records.GenerationInput) -> tuple[str, dict | None]:
+        """Run the assistant until it ends or the generation is cancelled (which cancels the provider call)."""
+        consuming = asyncio.ensure_future(self._consume(generation, loaded))
+        cancelled = asyncio.ensure_future(generation.cancel.wait())
+        try:
+            await asyncio.wait({consuming, cancelled}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            cancelled.cancel()
+            if not consuming.done():
+                consuming.cancel()
+                with suppress(asyncio.CancelledError):
+                    await consuming
+        if consuming.cancelled():
+            return ("interrupted", None) if generation.lost else ("cancelled", None)
+        return consuming.result()
+
+    async def _consume(self, generation: ActiveGeneration, loaded: records.GenerationInput) -> tuple[str, dict | None]:
         state = generation.state
         events = run_assistant(loaded.request, get_provider())
-        cancelled = asyncio.ensure_future(generation.cancel.wait())
-        next_event: asyncio.Future | None = None
         try:
-            while True:
-                if generation.lost:
-                    return "interrupted", None
-                next_event = asyncio.ensure_future(events.__anext__())
-                done, _ = await asyncio.wait({next_event, cancelled}, return_when=asyncio.FIRST_COMPLETED)
-                if next_event not in done:
-                    next_event.cancel()
-                    with suppress(BaseException):
-                        await next_event
-                    return "cancelled", None
-                try:
-                    event = next_event.result()
-                except StopAsyncIteration:
-                    return "complete", None
+            async for event in events:
                 if isinstance(event, TextDelta):
                     # State first, then the log: content is always exactly the joined deltas.
                     state.content += event.text
                     state.version += 1
-                    await self._publish(generation, "delta", delta=event.text)
+                    self._publish(generation, "delta", delta=event.text)
                 elif isinstance(event, ToolCallUpdate):
                     state.record_tool_call(event.envelope)
-                    await self._publish(generation, "tool_call", tool_call=event.envelope)
+                    self._publish(generation, "tool_call", tool_call=event.envelope)
                 elif isinstance(event, Usage):
                     state.usage = {"input_tokens": event.input_tokens, "output_tokens": event.output_tokens}
         except ProviderError as exc:
             return "failed", {"code": exc.code, "message": exc.message}
         finally:
-            cancelled.cancel()
-            if next_event is not None and not next_event.done():
-                next_event.cancel()
-                with suppress(BaseException):
-                    await next_event
             with suppress(BaseException):
                 await events.aclose()
+        return "complete", None
 
     async def _finish(self, generation: ActiveGeneration, status: str, error: dict | None) -> None:
         # The outcome is recorded with the number its terminal event is about to take.
@@ -284,9 +313,10 @@ class GenerationRuntime:
         if message is None:
             return  # another process ended it (our lease lapsed); its ending stands
         if error is None:
-            await self._publish(generation, "done", message=message)
+            self._publish(generation, "done", message=message)
         else:
-            await self._publish(generation, "error", message=message, error=error)
+            self._publish(generation, "error", message=message, error=error)
+        await self._drain(generation)
         await self.log.finish(generation.message_id)
 
     async def _checkpoint_forever(self, generation: ActiveGeneration) -> None:
@@ -330,9 +360,7 @@ class GenerationRuntime:
 
     def _lease_client(self):
         if getattr(self, "_async_redis", None) is None:
-            import redis.asyncio as aioredis
-
-            self._async_redis = aioredis.Redis.from_url(self.redis_url)
+            self._async_redis = async_redis_client(self.redis_url)
         return self._async_redis
 
     async def end_orphan(self, workspace_id: str, message_id: str, status: str, error: dict | None) -> dict | None:
@@ -358,7 +386,7 @@ class GenerationRuntime:
             # delta first, so that joined deltas still equal the stored content.
             rebuilt.seq = 1
             delta = make_event(1, "delta", message_id=message_id, thread_id=state.thread_id, delta=rebuilt.content)
-            if not await self.log.append(message_id, delta):
+            if not await self.log.append(message_id, [delta]):
                 return None
         rebuilt.seq += 1
         message = await self.db(records.finalize, workspace_id, message_id, None, rebuilt, status, error)
@@ -368,7 +396,7 @@ class GenerationRuntime:
         event = make_event(
             rebuilt.seq, kind, message_id=message_id, thread_id=state.thread_id, message=message, error=error
         )
-        await self.log.append(message_id, event)
+        await self.log.append(message_id, [event])
         await self.log.finish(message_id)
         await self._untrack_lease(workspace_id, message_id)
         return message

@@ -27,6 +27,11 @@ TERMINAL_GRACE_SECONDS = 3.0
 _message_state = database_sync_to_async(records.message_state)
 
 
+@database_sync_to_async
+def _release_connection() -> None:
+    """Nothing: `database_sync_to_async` closes the thread's finished connection (back to the pool)."""
+
+
 def fallback_events(state: records.MessageState, message_id: str, after_seq: int) -> list[dict]:
     """Events rebuilt from the stored message when its log is gone: one delta, then the ending."""
     kind = "error" if state.message and state.message.get("error") else "done"
@@ -41,7 +46,9 @@ def fallback_events(state: records.MessageState, message_id: str, after_seq: int
     return events
 
 
-async def follow(workspace_id: str, message_id: str, after_seq: int) -> AsyncIterator[bytes]:
+async def follow_events(workspace_id: str, message_id: str, after_seq: int) -> AsyncIterator[list[dict]]:
+    """The message's events after `after_seq`, in batches as the log hands them out, up to `done` or
+    `error`. An empty batch means nothing happened for a while: time for a keep-alive."""
     log = get_stream_log()
     ping_every = settings.TENEX_STREAM_PING_SECONDS
     check_every = max(1.0, settings.TENEX_STREAM_LEASE_SECONDS / 2)
@@ -49,43 +56,57 @@ async def follow(workspace_id: str, message_id: str, after_seq: int) -> AsyncIte
     last_sent = time.monotonic()
     final_seen_at: float | None = None
     first = True  # the first look does not block: a finished message with no log answers at once
-    yield RETRY_HINT
     while True:
         wait = 0 if first else max(0.05, min(check_every, ping_every - (time.monotonic() - last_sent)))
         first = False
         events = await log.read(message_id, last_seq, block_seconds=wait)
         if events:
+            batch = []
             for event in events:
                 if event["seq"] <= last_seq:
                     continue
-                yield encode_sse(event)
+                batch.append(event)
                 last_seq = event["seq"]
-                last_sent = time.monotonic()
                 if event["type"] in TERMINAL_TYPES:
+                    break
+            if batch:
+                yield batch
+                last_sent = time.monotonic()
+                if batch[-1]["type"] in TERMINAL_TYPES:
                     return
             continue
         state = await _message_state(workspace_id, message_id)
         if state is None:  # the thread was deleted under us
-            yield encode_sse(
+            yield [
                 make_event(
                     last_seq + 1, "error", message_id=message_id, thread_id="",
                     error={"code": "not_found", "message": "The message was deleted."},
                 )
-            )
+            ]
             return
         if state.status != "streaming":
             final_seen_at = final_seen_at or time.monotonic()
             if time.monotonic() - final_seen_at >= TERMINAL_GRACE_SECONDS or not await log.exists(message_id):
-                for event in fallback_events(state, message_id, last_seq):
-                    yield encode_sse(event)
+                yield fallback_events(state, message_id, last_seq)
                 return
         elif state.lease_expired:
             runtime = get_runtime()
             await asyncio.wrap_future(runtime.submit(runtime.interrupt_if_expired(workspace_id, message_id)))
             continue
         if time.monotonic() - last_sent >= ping_every - 0.05:
-            yield PING
+            yield []
             last_sent = time.monotonic()
+
+
+async def follow(workspace_id: str, message_id: str, after_seq: int) -> AsyncIterator[bytes]:
+    """`follow_events` as Server-Sent Events: each batch is one body chunk (one write, however many
+    events), each quiet spell a `: ping` comment."""
+    # The view that returned this stream has committed; give its pooled connection back now rather
+    # than when the stream ends (this runs on that request's thread, as the view did).
+    await _release_connection()
+    yield RETRY_HINT
+    async for batch in follow_events(workspace_id, message_id, after_seq):
+        yield b"".join(map(encode_sse, batch)) if batch else PING
 
 
 def sse_response(workspace_id: str, message_id: str, after_seq: int) -> StreamingHttpResponse:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 import subprocess
 import sys
 import time
 from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
 
 import anyio
 import httpx
@@ -36,21 +39,25 @@ def mcp_daphne(token_delay_ms: int):
     env = server_env(connection.settings_dict["NAME"])
     env["TENEX_LOCAL_TOKEN_DELAY_MS"] = str(token_delay_ms)
     port = free_port()
+    # stderr to a file, not a pipe nobody reads: a chatty server must never block on a full pipe.
+    log = tempfile.NamedTemporaryFile(prefix="tenex-mcp-daphne-", suffix=".log", delete=False)
     process = subprocess.Popen(
         [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "tenex.asgi:application"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log,
     )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30
         while not _healthy(url):
             if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"daphne did not start: {process.stderr.read().decode()[-2000:]}")
+                raise RuntimeError(f"daphne did not start: {Path(log.name).read_text()[-2000:]}")
             time.sleep(0.1)
         yield url
     finally:
         process.terminate()
         process.wait(10)
+        log.close()
+        os.unlink(log.name)
 
 
 @pytest.fixture(scope="module")

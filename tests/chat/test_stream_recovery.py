@@ -13,7 +13,8 @@ from django.utils import timezone
 from agents.providers.base import Turn
 from agents.runtime import trim_history
 from chat.models import Message
-from chat.stream.log import RedisStreamLog
+from chat.stream import records
+from chat.stream.log import RedisStreamLog, get_stream_log
 from chat.stream.runtime import LEASES_KEY, get_runtime
 from tests.helpers import joined_deltas, parse_sse, streamed_body
 from workspaces.tenancy import tenant_context
@@ -46,7 +47,9 @@ def test_expired_log_replays_from_the_stored_message(alice, thread):
     sent = alice.client.post(f"{THREADS}/{thread['id']}/messages", {"content": "Hello there"}, format="json", HTTP_ACCEPT="text/event-stream")
     original = parse_sse(streamed_body(sent))
     reply_id = original[-1]["data"]["message_id"]
+    # The log expired: gone from Redis, and long gone from this process's short-lived mirror.
     redis.Redis.from_url(settings.REDIS_URL).delete(RedisStreamLog.key(reply_id))
+    get_stream_log().mirror.drop(reply_id)
     url = f"{THREADS}/{thread['id']}/messages/{reply_id}/stream"
     replayed = parse_sse(streamed_body(alice.client.get(url)))
     assert [e["event"] for e in replayed] == ["delta", "done"]
@@ -112,3 +115,25 @@ def test_reply_sees_earlier_turns_of_the_thread(alice, thread):
     query = next(e["data"]["tool_call"]["arguments"]["query"] for e in events if e["event"] == "tool_call")
     assert query == "Second question"
     assert alice.client.get(f"{THREADS}/{thread['id']}").json()["message_count"] == 4
+
+
+def test_a_long_thread_loads_only_the_history_the_budget_can_keep(alice, thread, workspace, settings):
+    settings.TENEX_HISTORY_TOKEN_BUDGET = 1000
+    with tenant_context(workspace.pk):
+        Message.objects.bulk_create(
+            Message(
+                workspace_id=workspace.pk, thread_id=thread["id"], position=position,
+                role="user" if position % 2 else "assistant", content=f"turn {position} " + "x" * 400,
+                status="complete",
+            )
+            for position in range(1, 301)  # 300 turns of ~100 tokens: 30x the budget
+        )
+        reply = Message.objects.create(
+            workspace_id=workspace.pk, thread_id=thread["id"], position=301, role="assistant", status="streaming",
+        )
+    loaded = records.claim_generation(workspace.pk, reply.pk, "test-producer")
+    history = loaded.request.history
+    full = [Turn(role="user" if p % 2 else "assistant", content=f"turn {p} " + "x" * 400) for p in range(1, 301)]
+    assert trim_history(list(history), 1000) == trim_history(full, 1000)
+    assert 10 <= len(history) <= 12  # what the budget keeps, and at most a turn or two more
+    assert history[-1].content.startswith("turn 300 ")

@@ -1,0 +1,120 @@
+"""The event log against real Redis: batched appends are all-or-nothing, the local mirror is exact."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+import redis
+from django.conf import settings
+
+from chat.stream.events import make_event
+from chat.stream.log import MemoryStreamLog, RedisStreamLog
+
+
+def events(message_id: str, first: int, last: int, kind: str = "delta") -> list[dict]:
+    return [make_event(seq, kind, message_id=message_id, thread_id="thr_x", delta=f"w{seq} ") for seq in range(first, last + 1)]
+
+
+@pytest.fixture
+def message_id() -> str:
+    return f"msg_test{uuid.uuid4().hex}"
+
+
+@pytest.fixture
+def raw_redis():
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    yield client
+    client.close()
+
+
+def stored_seqs(raw_redis, message_id: str) -> list[int]:
+    return [int(entry_id.split(b"-")[0]) for entry_id, _ in raw_redis.xrange(RedisStreamLog.key(message_id))]
+
+
+def test_a_batch_is_appended_whole_or_refused_whole(message_id, raw_redis):
+    log = RedisStreamLog(settings.REDIS_URL, mirror_seconds=0)
+
+    async def scenario():
+        assert await log.append(message_id, events(message_id, 1, 3))
+        # Overlaps seq 3: refused whole, so seq 4 and 5 are not written either.
+        assert not await log.append(message_id, events(message_id, 3, 5))
+        assert await log.append(message_id, events(message_id, 4, 6))
+        return await log.read(message_id, 0, block_seconds=0)
+
+    read = asyncio.run(scenario())
+    assert [event["seq"] for event in read] == [1, 2, 3, 4, 5, 6]
+    assert stored_seqs(raw_redis, message_id) == [1, 2, 3, 4, 5, 6]
+    assert 0 < raw_redis.ttl(RedisStreamLog.key(message_id)) <= settings.TENEX_STREAM_TTL_SECONDS
+
+
+def test_the_mirror_serves_what_redis_holds_and_only_whole_logs(message_id, raw_redis):
+    log = RedisStreamLog(settings.REDIS_URL, mirror_seconds=30)
+    other = f"{message_id}b"
+
+    async def scenario():
+        await log.append(message_id, events(message_id, 1, 4))
+        # A log this process did not start (another producer's, ended here): never mirrored.
+        raw_redis.xadd(RedisStreamLog.key(other), {"e": "{}"}, id="1-0")
+        await log.append(other, events(other, 2, 2, kind="done"))
+        mirrored = await log.read(message_id, 1, block_seconds=0)
+        from_redis = await RedisStreamLog(settings.REDIS_URL, mirror_seconds=0).read(message_id, 1, block_seconds=0)
+        return mirrored, from_redis
+
+    mirrored, from_redis = asyncio.run(scenario())
+    assert mirrored == from_redis == events(message_id, 2, 4)
+    assert log.mirror.has(message_id)
+    assert not log.mirror.has(other)
+    raw_redis.delete(RedisStreamLog.key(other))
+
+
+def test_a_refused_append_sends_local_readers_to_redis(message_id, raw_redis):
+    log = RedisStreamLog(settings.REDIS_URL, mirror_seconds=30)
+
+    async def scenario():
+        await log.append(message_id, events(message_id, 1, 2))
+        # Another process ends the message at seq 3 (as the orphan sweep does); our seq 3 is refused.
+        other_process = RedisStreamLog(settings.REDIS_URL, mirror_seconds=0)
+        assert await other_process.append(message_id, events(message_id, 3, 3, kind="error"))
+        assert not await log.append(message_id, events(message_id, 3, 4))
+        return await log.read(message_id, 2, block_seconds=0)
+
+    after = asyncio.run(scenario())
+    assert not log.mirror.has(message_id)
+    assert [(event["seq"], event["type"]) for event in after] == [(3, "error")]
+
+
+def test_a_blocked_mirror_reader_wakes_on_append_and_on_drop():
+    log = MemoryStreamLog(ttl_seconds=30)
+
+    async def scenario():
+        log.append_now("m", events("m", 1, 1))
+        woken = asyncio.create_task(log.read("m", 1, block_seconds=5))
+        await asyncio.sleep(0.05)
+        log.append_now("m", events("m", 2, 3))
+        first = await asyncio.wait_for(woken, 1)
+        dropped = asyncio.create_task(log.read("m", 3, block_seconds=5))
+        await asyncio.sleep(0.05)
+        log.drop("m")
+        second = await asyncio.wait_for(dropped, 1)
+        return first, second
+
+    first, second = asyncio.run(scenario())
+    assert [event["seq"] for event in first] == [2, 3]
+    assert second == []
+    assert not log.has("m")
+
+
+def test_finished_memory_logs_expire_after_their_ttl():
+    log = MemoryStreamLog(ttl_seconds=0.05)
+    log.EXPIRY_CHECK_SECONDS = 0
+
+    async def scenario():
+        log.append_now("m", events("m", 1, 2, kind="done"))
+        await log.finish("m")
+        assert await log.exists("m")
+        await asyncio.sleep(0.1)
+        return await log.exists("m")
+
+    assert asyncio.run(scenario()) is False
