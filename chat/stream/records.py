@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.conf import settings
+from django.db import transaction
 from django.db.models.functions import Length
 from django.utils import timezone
 
@@ -19,7 +20,7 @@ from agents.context import system_prompt_for
 from agents.providers.base import Turn
 from agents.runtime import CHARS_PER_TOKEN, AssistantRequest
 from chat.models import Message, Thread
-from workspaces.tenancy import Scope, tenant_context
+from workspaces.tenancy import Scope, set_database_workspace, tenant_context
 
 DEFAULT_OPEN_TOOLS = ("search_knowledge", "run_agent")
 ATTACHMENT_MARKER = "\n\n--- Attachment: "
@@ -142,20 +143,39 @@ def claim_generation(workspace_id: str, message_id: str, producer: str) -> Gener
         return GenerationInput(thread_id=thread.pk, request=request)
 
 
-def checkpoint(workspace_id: str, message_id: str, producer: str, state: GenerationState) -> bool:
-    """Save partial content and renew the lease. False when this producer no longer owns the message."""
-    with tenant_context(workspace_id):
-        updated = (
-            Message.objects.for_workspace(workspace_id)
-            .filter(pk=message_id, status=Message.Status.STREAMING, producer=producer)
-            .update(
-                content=state.content,
-                tool_calls=state.tool_calls,
-                last_seq=state.seq,
-                lease_expires_at=lease_deadline(),
+def checkpoint_many(producer: str, replies: list[tuple[str, str, GenerationState]]) -> set[str]:
+    """Save partial content and renew the lease of many replies in one transaction.
+
+    `replies` holds (workspace id, message id, state) triples; returns the message ids this producer
+    still owns (the others were ended by another process, whose ending stands). One transaction a
+    tick for every reply a process is writing, however many there are, instead of one each.
+    """
+    by_workspace: dict[str, dict[str, GenerationState]] = {}
+    for workspace_id, message_id, state in replies:
+        by_workspace.setdefault(workspace_id, {})[message_id] = state
+    owned: set[str] = set()
+    deadline = lease_deadline()
+    with transaction.atomic():
+        for workspace_id, states in by_workspace.items():
+            set_database_workspace(workspace_id)  # row-level security: one workspace at a time
+            rows = list(
+                Message.objects.for_workspace(workspace_id)
+                .select_for_update()
+                .filter(pk__in=list(states), status=Message.Status.STREAMING, producer=producer)
+                .only("pk")
             )
-        )
-    return bool(updated)
+            for row in rows:
+                state = states[row.pk]
+                row.content = state.content
+                row.tool_calls = state.tool_calls
+                row.last_seq = state.seq
+                row.lease_expires_at = deadline
+            Message.objects.for_workspace(workspace_id).bulk_update(
+                rows, ["content", "tool_calls", "last_seq", "lease_expires_at"]
+            )
+            owned.update(row.pk for row in rows)
+        set_database_workspace(None)
+    return owned
 
 
 def finalize(

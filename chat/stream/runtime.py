@@ -61,6 +61,10 @@ class ActiveGeneration:
     pending: list[dict] = field(default_factory=list)
     flusher: asyncio.Task | None = None
     publish_error: Exception | None = None
+    # Checkpoint bookkeeping, kept by the runtime's one checkpointer.
+    claimed: bool = False
+    saved_version: int = -1
+    renewed_at: float = field(default_factory=time.monotonic)
 
 
 class GenerationRuntime:
@@ -85,6 +89,7 @@ class GenerationRuntime:
         asyncio.set_event_loop(self.loop)
         self.loop.call_soon(self._ready.set)
         self._keep(self.loop.create_task(self._sweep_forever()))
+        self._keep(self.loop.create_task(self._checkpoint_forever()))
         if self.redis_url:
             self._keep(self.loop.create_task(self._listen_for_cancels()))
         self.loop.run_forever()
@@ -193,7 +198,11 @@ class GenerationRuntime:
             return True
         if not self.redis_url:
             return False
-        return bool(await self._lease_client().exists(cancel_key(message_id)))
+        try:
+            return bool(await self._lease_client().exists(cancel_key(message_id)))
+        except Exception:  # noqa: BLE001 - a cancel sent later still arrives through pub/sub
+            logger.warning("could not check for an early cancel of %s", message_id, exc_info=True)
+            return False
 
     # --- producing ----------------------------------------------------------------------------
     def _publish(self, generation: ActiveGeneration, kind: str, **payload: Any) -> None:
@@ -241,16 +250,14 @@ class GenerationRuntime:
             if loaded is None:
                 return
             generation.thread_id = loaded.thread_id
-            await self._track_lease(workspace_id, message_id)
+            generation.renewed_at = time.monotonic()
+            generation.claimed = True  # from now on the checkpointer saves it and renews its lease
             if await self._cancel_was_requested(message_id):
                 generation.cancel.set()
-            checkpoints = asyncio.create_task(self._checkpoint_forever(generation))
             try:
                 status, error = await self._produce(generation, loaded)
             finally:
-                checkpoints.cancel()
-                with suppress(asyncio.CancelledError):
-                    await checkpoints
+                generation.claimed = False
             if generation.publish_error is not None:
                 raise generation.publish_error
             if not generation.lost:
@@ -319,38 +326,62 @@ class GenerationRuntime:
         await self._drain(generation)
         await self.log.finish(generation.message_id)
 
-    async def _checkpoint_forever(self, generation: ActiveGeneration) -> None:
-        """Persist partial content at least once a second and renew the lease while producing."""
+    async def _checkpoint_forever(self) -> None:
+        """Once a second, persist the partial content of every reply produced here and renew leases.
+
+        All of them in one transaction and one Redis call, however many replies are open, so that
+        a thousand slow streams cost one commit a second, not a thousand.
+        """
         lease = settings.TENEX_STREAM_LEASE_SECONDS
-        saved_version = -1
-        last_renewal = time.monotonic()
         while True:
             await asyncio.sleep(CHECKPOINT_SECONDS)
-            state = generation.state
-            due = time.monotonic() - last_renewal >= lease / 3
-            if state.version == saved_version and not due:
+            now = time.monotonic()
+            due = [
+                generation
+                for generation in self.active.values()
+                if generation.claimed
+                and not generation.lost
+                and (generation.state.version != generation.saved_version or now - generation.renewed_at >= lease / 3)
+            ]
+            if not due:
                 continue
-            snapshot = records.GenerationState(
-                seq=state.seq, content=state.content, tool_calls=list(state.tool_calls), usage=dict(state.usage)
-            )
-            owned = await self.db(
-                records.checkpoint, generation.workspace_id, generation.message_id, self.producer_id, snapshot
-            )
-            if not owned:
-                generation.lost = True
-                generation.cancel.set()
-                return
-            saved_version = state.version
-            last_renewal = time.monotonic()
-            await self._track_lease(generation.workspace_id, generation.message_id)
+            snapshots = []
+            versions = {}
+            for generation in due:
+                state = generation.state
+                versions[generation.message_id] = state.version
+                snapshots.append(
+                    (
+                        generation.workspace_id,
+                        generation.message_id,
+                        records.GenerationState(seq=state.seq, content=state.content, tool_calls=list(state.tool_calls)),
+                    )
+                )
+            try:
+                owned = await self.db(records.checkpoint_many, self.producer_id, snapshots)
+            except Exception:  # noqa: BLE001 - retried next tick; a lease lapses only after several misses
+                logger.warning("checkpoint of %d replies failed", len(due), exc_info=True)
+                continue
+            renewed = time.monotonic()
+            for generation in due:
+                if generation.message_id in owned:
+                    generation.saved_version = versions[generation.message_id]
+                    generation.renewed_at = renewed
+                elif generation.claimed:  # not a reply that ended meanwhile: another process took it
+                    generation.lost = True
+                    generation.cancel.set()
+            await self._track_leases([(g.workspace_id, g.message_id) for g in due if g.message_id in owned])
 
     # --- leases and orphans -------------------------------------------------------------------
-    async def _track_lease(self, workspace_id: str, message_id: str) -> None:
-        if not self.redis_url:
+    async def _track_leases(self, replies: list[tuple[str, str]]) -> None:
+        """Renew the sweep's copy of these leases in Redis (best effort: the database lease is the truth)."""
+        if not self.redis_url or not replies:
             return
-        client = self._lease_client()
         expires = time.time() + settings.TENEX_STREAM_LEASE_SECONDS
-        await client.zadd(LEASES_KEY, {f"{workspace_id}|{message_id}": expires})
+        try:
+            await self._lease_client().zadd(LEASES_KEY, {f"{ws}|{message_id}": expires for ws, message_id in replies})
+        except Exception:  # noqa: BLE001 - readers still end a lapsed reply by its database lease
+            logger.warning("could not renew %d leases in Redis", len(replies), exc_info=True)
 
     async def _untrack_lease(self, workspace_id: str, message_id: str) -> None:
         if not self.redis_url:

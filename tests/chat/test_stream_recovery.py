@@ -137,3 +137,40 @@ def test_a_long_thread_loads_only_the_history_the_budget_can_keep(alice, thread,
     assert trim_history(list(history), 1000) == trim_history(full, 1000)
     assert 10 <= len(history) <= 12  # what the budget keeps, and at most a turn or two more
     assert history[-1].content.startswith("turn 300 ")
+
+
+def test_partial_content_is_checkpointed_while_the_reply_streams(alice, thread, workspace, settings):
+    settings.TENEX_LOCAL_TOKEN_DELAY_MS = 100
+    sent = alice.client.post(f"{THREADS}/{thread['id']}/messages", {"content": "Tell me about pricing"}, format="json")
+    reply_id = sent.json()["assistant_message"]["id"]
+    time.sleep(2.5)
+    with tenant_context(workspace.pk):
+        row = Message.objects.get(pk=reply_id)
+    assert row.status == "streaming"
+    assert row.content and row.last_seq > 0
+    assert row.lease_expires_at > timezone.now()
+    url = f"{THREADS}/{thread['id']}/messages/{reply_id}"
+    events = parse_sse(streamed_body(alice.client.get(f"{url}/stream")))
+    final = events[-1]["data"]["message"]["content"]
+    assert final.startswith(row.content) and len(final) > len(row.content)
+
+
+def test_one_checkpoint_saves_every_workspace_and_skips_replies_it_no_longer_owns(alice, outsider, workspace, other_workspace):
+    ours = alice.client.post(THREADS, {}, format="json").json()["id"]
+    theirs = outsider.client.post(THREADS, {}, format="json").json()["id"]
+    mine_a, mine_b, taken = orphan(workspace, ours, lease_in=5), orphan(other_workspace, theirs, lease_in=5), orphan(workspace, ours, lease_in=5)
+    for workspace_id, message in ((workspace.pk, mine_a), (other_workspace.pk, mine_b), (workspace.pk, taken)):
+        with tenant_context(workspace_id):
+            Message.objects.filter(pk=message.pk).update(producer="me" if message is not taken else "someone-else")
+    state = records.GenerationState(seq=3, content="partial ", tool_calls=[{"id": "call_1", "status": "running"}])
+    owned = records.checkpoint_many(
+        "me", [(workspace.pk, mine_a.pk, state), (other_workspace.pk, mine_b.pk, state), (workspace.pk, taken.pk, state)]
+    )
+    assert owned == {mine_a.pk, mine_b.pk}
+    for workspace_id, message in ((workspace.pk, mine_a), (other_workspace.pk, mine_b)):
+        with tenant_context(workspace_id):
+            row = Message.objects.get(pk=message.pk)
+        assert (row.content, row.last_seq, row.tool_calls) == ("partial ", 3, state.tool_calls)
+        assert row.lease_expires_at > message.lease_expires_at
+    with tenant_context(workspace.pk):
+        assert Message.objects.get(pk=taken.pk).content == ""
