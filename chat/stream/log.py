@@ -14,11 +14,13 @@ batch, and sees nothing a reader in another process could not see.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import threading
 import time
 import weakref
 from collections import defaultdict
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from django.conf import settings
@@ -30,6 +32,10 @@ TERMINAL_TYPES = frozenset({"done", "error"})
 class StreamLog(Protocol):
     async def append(self, message_id: str, events: list[Event]) -> bool:
         """Append events with consecutive seqs, all or none; False when the first seq is already taken."""
+        ...
+
+    async def append_many(self, batches: list[tuple[str, list[Event]]]) -> list[bool | Exception]:
+        """`append` for several messages at once (one round trip); a result, or the error, per batch."""
         ...
 
     async def read(self, message_id: str, after_seq: int, *, block_seconds: float) -> list[Event]: ...
@@ -49,7 +55,9 @@ class MemoryStreamLog:
 
     EXPIRY_CHECK_SECONDS = 1.0
 
-    def __init__(self, ttl_seconds: int | float | None = None):
+    def __init__(self, ttl_seconds: int | float | None = None, keep_last: int | None = None):
+        # keep_last: hold only each log's newest events (a mirror: older ones are in Redis).
+        self._keep_last = keep_last
         self._lock = threading.Lock()
         self._events: dict[str, list[Event]] = {}
         self._expires: dict[str, float] = {}
@@ -63,6 +71,9 @@ class MemoryStreamLog:
     async def append(self, message_id: str, events: list[Event]) -> bool:
         return self.append_now(message_id, events)
 
+    async def append_many(self, batches: list[tuple[str, list[Event]]]) -> list[bool | Exception]:
+        return [self.append_now(message_id, events) for message_id, events in batches]
+
     def append_now(self, message_id: str, events: list[Event]) -> bool:
         if not events:
             return True
@@ -72,6 +83,8 @@ class MemoryStreamLog:
             if events[0]["seq"] <= last:
                 return False
             logged.extend(events)
+            if self._keep_last is not None and len(logged) > 2 * self._keep_last:
+                del logged[: len(logged) - self._keep_last]  # trimmed in steps, not on every append
             waiters = self._waiters.pop(message_id, ())
         self._wake(waiters)
         return True
@@ -92,20 +105,28 @@ class MemoryStreamLog:
             except RuntimeError:  # that reader's loop has closed
                 pass
 
-    def _after(self, message_id: str, after_seq: int) -> list[Event]:
+    def _after(self, message_id: str, after_seq: int) -> list[Event] | None:
+        """Events after `after_seq`; None when older ones it would need were trimmed (or never held)."""
         events = self._events.get(message_id)
         if not events:
-            return []
+            return None if self._keep_last is not None else []  # a mirror that never held it, or dropped it
         first = events[0]["seq"]
+        if after_seq < first - 1:
+            return None
         if events[-1]["seq"] - first == len(events) - 1:
-            return events[max(after_seq - first + 1, 0) :]  # no gaps: seq n sits at index n - first
+            return events[after_seq - first + 1 :]  # no gaps: seq n sits at index n - first
         return [event for event in events if event["seq"] > after_seq]
 
     async def read(self, message_id: str, after_seq: int, *, block_seconds: float) -> list[Event]:
+        found = await self.read_held(message_id, after_seq, block_seconds=block_seconds)
+        return found or []
+
+    async def read_held(self, message_id: str, after_seq: int, *, block_seconds: float) -> list[Event] | None:
+        """`read`, or None when this store does not hold everything after `after_seq`."""
         self._expire()
         with self._lock:
             found = self._after(message_id, after_seq)
-            if found or block_seconds <= 0:
+            if found is None or found or block_seconds <= 0:
                 return found
             waiter = asyncio.Event()
             entry = (asyncio.get_running_loop(), waiter)
@@ -161,6 +182,7 @@ end
 redis.call('EXPIRE', KEYS[1], ARGV[2])
 return 1
 """
+_APPEND_SHA = hashlib.sha1(_APPEND_SCRIPT.encode()).hexdigest()
 
 
 def async_redis_client(url: str):
@@ -178,13 +200,22 @@ def async_redis_client(url: str):
     )
 
 
+@dataclass
+class _LoopClient:
+    client: Any
+    script_loaded: bool = False
+
+
 class RedisStreamLog:
     """Redis Streams: one stream per message, entry id `<seq>-0`.
 
     Keys are hash-tagged by message (`tenex:stream:{msg_...}`) so a Redis Cluster keeps each log on
-    one shard. Readers use XREAD BLOCK, each holding a connection while it waits, so the pool is
-    sized by TENEX_REDIS_MAX_CONNECTIONS; readers in the producing process use the mirror instead.
+    one shard. Appends for many messages go in one pipeline. Readers in other processes use XREAD
+    BLOCK, each holding a connection while it waits (the pool is sized by
+    TENEX_REDIS_MAX_CONNECTIONS); readers in the producing process use the mirror instead.
     """
+
+    MIRROR_EVENTS = 64  # per message: a live reader is never further behind than this
 
     def __init__(self, url: str, mirror_seconds: float | None = None):
         self._url = url
@@ -195,42 +226,70 @@ class RedisStreamLog:
         self._maxlen = settings.TENEX_STREAM_MAXLEN
         self._ttl = settings.TENEX_STREAM_TTL_SECONDS
         linger = settings.TENEX_STREAM_MIRROR_SECONDS if mirror_seconds is None else mirror_seconds
-        self.mirror = MemoryStreamLog(ttl_seconds=linger) if linger > 0 else None
+        self.mirror = MemoryStreamLog(ttl_seconds=linger, keep_last=self.MIRROR_EVENTS) if linger > 0 else None
 
     @staticmethod
     def key(message_id: str) -> str:
         return f"tenex:stream:{{{message_id}}}"
 
-    def _client(self):
+    def _client(self) -> _LoopClient:
         loop = asyncio.get_running_loop()
         with self._lock:
             entry = self._clients.get(loop)
             if entry is None:
-                client = async_redis_client(self._url)
-                entry = (client, client.register_script(_APPEND_SCRIPT))
+                entry = _LoopClient(async_redis_client(self._url))
                 self._clients[loop] = entry
             return entry
 
     async def append(self, message_id: str, events: list[Event]) -> bool:
-        if not events:
-            return True
-        _client, append_script = self._client()
-        payloads = [json.dumps(event, separators=(",", ":")) for event in events]
-        appended = bool(
-            await append_script(keys=[self.key(message_id)], args=[self._maxlen, self._ttl, events[0]["seq"], *payloads])
-        )
+        [result] = await self.append_many([(message_id, events)])
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    async def append_many(self, batches: list[tuple[str, list[Event]]]) -> list[bool | Exception]:
+        import redis
+
+        entry = self._client()
+        if not entry.script_loaded:
+            await entry.client.script_load(_APPEND_SCRIPT)
+            entry.script_loaded = True
+        pending = [index for index, (_message_id, events) in enumerate(batches) if events]
+        results: list[bool | Exception] = [True] * len(batches)
+        for attempt in range(2):
+            pipe = entry.client.pipeline(transaction=False)
+            for index in pending:
+                message_id, events = batches[index]
+                payloads = [json.dumps(event, separators=(",", ":")) for event in events]
+                pipe.evalsha(_APPEND_SHA, 1, self.key(message_id), self._maxlen, self._ttl, events[0]["seq"], *payloads)
+            replies = await pipe.execute(raise_on_error=False)
+            missing = []
+            for index, reply in zip(pending, replies, strict=True):
+                if isinstance(reply, redis.exceptions.NoScriptError) and attempt == 0:
+                    missing.append(index)  # Redis restarted or was flushed: load the script and resend
+                else:
+                    results[index] = reply if isinstance(reply, Exception) else bool(reply)
+            if not missing:
+                break
+            await entry.client.script_load(_APPEND_SCRIPT)
+            pending = missing
         if self.mirror is not None:
-            if not appended:
-                self.mirror.drop(message_id)  # another process wrote here: readers go to Redis
-            elif events[0]["seq"] == 1 or self.mirror.has(message_id):
-                # Only whole logs are mirrored: a reader there must never miss an earlier event.
-                self.mirror.append_now(message_id, events)
-        return appended
+            for (message_id, events), result in zip(batches, results, strict=True):
+                if result is False or isinstance(result, Exception):
+                    self.mirror.drop(message_id)  # another process wrote here, or we cannot tell
+                elif events and (events[0]["seq"] == 1 or self.mirror.has(message_id)):
+                    # Only logs mirrored from their start: a reader there must never miss an event.
+                    self.mirror.append_now(message_id, events)
+        return results
 
     async def read(self, message_id: str, after_seq: int, *, block_seconds: float) -> list[Event]:
-        if self.mirror is not None and self.mirror.has(message_id):
-            return await self.mirror.read(message_id, after_seq, block_seconds=block_seconds)
-        client, _script = self._client()
+        if self.mirror is not None:
+            held = await self.mirror.read_held(message_id, after_seq, block_seconds=block_seconds)
+            if held is not None:
+                return held
+            # Not here (produced elsewhere, trimmed, or dropped while we waited): ask Redis, once.
+            block_seconds = 0 if self.mirror.has(message_id) else block_seconds
+        client = self._client().client
         key = self.key(message_id)
         block_ms = int(block_seconds * 1000) if block_seconds > 0 else None
         reply = await client.xread({key: f"{after_seq}-0"}, count=1000, block=block_ms)
@@ -244,12 +303,10 @@ class RedisStreamLog:
     async def exists(self, message_id: str) -> bool:
         if self.mirror is not None and self.mirror.has(message_id):
             return True
-        client, _script = self._client()
-        return bool(await client.exists(self.key(message_id)))
+        return bool(await self._client().client.exists(self.key(message_id)))
 
     async def finish(self, message_id: str) -> None:
-        client, _script = self._client()
-        await client.expire(self.key(message_id), self._ttl)
+        await self._client().client.expire(self.key(message_id), self._ttl)
         if self.mirror is not None:
             await self.mirror.finish(message_id)
 

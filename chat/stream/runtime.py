@@ -57,9 +57,9 @@ class ActiveGeneration:
     cancel: asyncio.Event = field(default_factory=asyncio.Event)
     state: records.GenerationState = field(default_factory=records.GenerationState)
     lost: bool = False  # another process ended this message (our lease had lapsed)
-    # Events published but not yet in the log, in seq order, and the one task writing them.
+    # Events published but not yet in the log, in seq order; `in_flight` while a batch is on its way.
     pending: list[dict] = field(default_factory=list)
-    flusher: asyncio.Task | None = None
+    in_flight: bool = False
     publish_error: Exception | None = None
     # Checkpoint bookkeeping, kept by the runtime's one checkpointer.
     claimed: bool = False
@@ -75,6 +75,9 @@ class GenerationRuntime:
         self.active: dict[str, ActiveGeneration] = {}
         self._tasks: set[asyncio.Task] = set()
         self._early_cancels: dict[str, float] = {}
+        # Generations with events to write, in the order they published, and the one task writing them.
+        self._unflushed: dict[str, ActiveGeneration] = {}
+        self._flusher: asyncio.Task | None = None
         self._db = ThreadPoolExecutor(max_workers=8, thread_name_prefix="tenex-generation-db")
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._run_loop, name="tenex-generation", daemon=True)
@@ -206,39 +209,60 @@ class GenerationRuntime:
 
     # --- producing ----------------------------------------------------------------------------
     def _publish(self, generation: ActiveGeneration, kind: str, **payload: Any) -> None:
-        """Number the event and queue it for the log; one flusher per generation writes the queue.
+        """Number the event and queue it for the log; the process's one flusher writes the queues.
 
-        Group commit: while one batch is on its way to the log, the events produced meanwhile wait
-        and go together in the next append, so a fast provider costs one round trip per batch, not
-        per token, and a slow one still sends each token the moment it exists.
+        Group commit: while one round of appends is on its way to the log, the events every reply
+        produces meanwhile wait and go together in the next round (one pipeline for all replies),
+        so a fast provider costs one round trip per batch, not per token, and a slow one still
+        sends each token the moment it exists.
         """
         state = generation.state
         state.seq += 1
         generation.pending.append(
             make_event(state.seq, kind, message_id=generation.message_id, thread_id=generation.thread_id, **payload)
         )
-        if generation.flusher is None or generation.flusher.done():
-            generation.publish_error = None
-            generation.flusher = asyncio.ensure_future(self._flush(generation))
+        self._schedule_flush(generation)
 
-    async def _flush(self, generation: ActiveGeneration) -> None:
-        while generation.pending and not generation.lost:
-            batch, generation.pending = generation.pending, []
+    def _schedule_flush(self, generation: ActiveGeneration) -> None:
+        self._unflushed[generation.message_id] = generation
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.ensure_future(self._flush())
+
+    async def _flush(self) -> None:
+        while self._unflushed:
+            generations = [g for g in self._unflushed.values() if g.pending and not g.lost and g.publish_error is None]
+            self._unflushed.clear()
+            if not generations:
+                continue
+            batches = []
+            for generation in generations:
+                batch, generation.pending = generation.pending, []
+                generation.in_flight = True
+                batches.append((generation.message_id, batch))
             try:
-                appended = await self.log.append(generation.message_id, batch)
-            except Exception as exc:  # noqa: BLE001 - kept for `_drain`; the batch stays queued
-                generation.pending[:0] = batch
-                generation.publish_error = exc
-                generation.cancel.set()  # stop producing what could not be delivered
-                return
-            if not appended:
-                generation.lost = True  # another process ended this message: its ending stands
-                generation.cancel.set()
+                results = await self.log.append_many(batches)
+            except Exception as exc:  # noqa: BLE001 - the log is unreachable: every batch failed
+                results = [exc] * len(batches)
+            for generation, (_message_id, batch), result in zip(generations, batches, results, strict=True):
+                generation.in_flight = False
+                if isinstance(result, Exception):
+                    generation.pending[:0] = batch  # kept, in order, for `_drain` to retry
+                    generation.publish_error = result
+                    generation.cancel.set()  # stop producing what could not be delivered
+                elif not result:
+                    generation.lost = True  # another process ended this message: its ending stands
+                    generation.cancel.set()
 
     async def _drain(self, generation: ActiveGeneration) -> None:
-        """Wait until every published event is in the log; raise what stopped the log taking them."""
-        if generation.flusher is not None:
-            await generation.flusher
+        """Wait until every published event is in the log, retrying once after a failed round;
+        raise what stopped the log taking them."""
+        if generation.publish_error is not None and generation.pending:
+            generation.publish_error = None
+            self._schedule_flush(generation)
+        while (generation.pending or generation.in_flight) and generation.publish_error is None and not generation.lost:
+            if self._flusher is None or self._flusher.done():
+                self._schedule_flush(generation)
+            await asyncio.shield(self._flusher)
         if generation.publish_error is not None:
             raise generation.publish_error
 

@@ -118,3 +118,38 @@ def test_finished_memory_logs_expire_after_their_ttl():
         return await log.exists("m")
 
     assert asyncio.run(scenario()) is False
+
+
+def test_readers_behind_the_mirrors_window_are_served_from_redis(message_id):
+    log = RedisStreamLog(settings.REDIS_URL, mirror_seconds=30)
+
+    async def scenario():
+        for first in range(1, 301, 10):
+            assert await log.append(message_id, events(message_id, first, first + 9))
+        from_start = []
+        while len(from_start) < 300:
+            from_start += await log.read(message_id, len(from_start), block_seconds=0)
+        tail = await log.read(message_id, 290, block_seconds=0)
+        return from_start, tail
+
+    from_start, tail = asyncio.run(scenario())
+    assert [event["seq"] for event in from_start] == list(range(1, 301))
+    assert tail == events(message_id, 291, 300)
+    held = log.mirror._events[message_id]
+    assert len(held) <= 2 * RedisStreamLog.MIRROR_EVENTS and held[-1]["seq"] == 300
+
+
+def test_append_many_answers_each_batch_on_its_own(message_id):
+    log = RedisStreamLog(settings.REDIS_URL, mirror_seconds=30)
+    other = f"{message_id}b"
+
+    async def scenario():
+        await log.append(message_id, events(message_id, 1, 2))
+        return await log.append_many(
+            [(message_id, events(message_id, 2, 3)), (other, events(other, 1, 2)), (message_id, [])]
+        )
+
+    assert asyncio.run(scenario()) == [False, True, True]
+    assert not log.mirror.has(message_id)  # refused: local readers now go to Redis
+    assert log.mirror.has(other)
+    redis.Redis.from_url(settings.REDIS_URL).delete(RedisStreamLog.key(other))
