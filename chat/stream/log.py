@@ -5,10 +5,12 @@ seq: a batch whose first seq is not above the last one is refused whole, so a re
 never duplicate or reorder what readers see. Readers ask for "events after seq N" and may block for
 new ones; they never write.
 
-With Redis, each process also keeps a short-lived in-process mirror of the logs it produces: an
-event enters the mirror only after Redis has accepted it, so a reader in the producing process (the
-common case: the client that sent the message) follows the reply without a Redis round trip per
-batch, and sees nothing a reader in another process could not see.
+With Redis, each process also keeps an in-process mirror of the newest events of the logs it
+produces (until shortly after they end): an event enters the mirror only after Redis has accepted
+it, so a reader in the producing process (the common case: the client that sent the message)
+follows the reply without a Redis round trip per batch and sees nothing a reader in another
+process could not see. A reader the mirror cannot serve (another process's reply, or one further
+behind than the mirror holds) reads Redis.
 """
 
 from __future__ import annotations
@@ -41,6 +43,14 @@ class StreamLog(Protocol):
     async def read(self, message_id: str, after_seq: int, *, block_seconds: float) -> list[Event]: ...
 
     async def exists(self, message_id: str) -> bool: ...
+
+    def expect(self, message_id: str) -> None:
+        """This process is about to produce the message: its readers here can wait for it locally."""
+        ...
+
+    def abandon(self, message_id: str) -> None:
+        """This process will not produce the message after all (another process ended it first)."""
+        ...
 
     async def finish(self, message_id: str) -> None:
         """The message ended: keep its log for TENEX_STREAM_TTL_SECONDS more, then let it go."""
@@ -89,6 +99,18 @@ class MemoryStreamLog:
         self._wake(waiters)
         return True
 
+    def expect(self, message_id: str) -> None:
+        if self._keep_last is not None:  # a mirror: hold the (empty) log so its readers wait here
+            with self._lock:
+                self._events.setdefault(message_id, [])
+
+    def abandon(self, message_id: str) -> None:
+        if self._keep_last is not None:
+            with self._lock:
+                held = self._events.get(message_id)
+            if held is not None and not held:
+                self.drop(message_id)
+
     def drop(self, message_id: str) -> None:
         """Forget a log now; blocked readers wake and find nothing here."""
         with self._lock:
@@ -108,8 +130,10 @@ class MemoryStreamLog:
     def _after(self, message_id: str, after_seq: int) -> list[Event] | None:
         """Events after `after_seq`; None when older ones it would need were trimmed (or never held)."""
         events = self._events.get(message_id)
-        if not events:
+        if events is None:
             return None if self._keep_last is not None else []  # a mirror that never held it, or dropped it
+        if not events:
+            return []  # expected here, nothing produced yet
         first = events[0]["seq"]
         if after_seq < first - 1:
             return None
@@ -147,7 +171,7 @@ class MemoryStreamLog:
 
     async def exists(self, message_id: str) -> bool:
         self._expire()
-        return self.has(message_id)
+        return bool(self._events.get(message_id))
 
     async def finish(self, message_id: str) -> None:
         with self._lock:
@@ -301,9 +325,17 @@ class RedisStreamLog:
         return events
 
     async def exists(self, message_id: str) -> bool:
-        if self.mirror is not None and self.mirror.has(message_id):
+        if self.mirror is not None and await self.mirror.exists(message_id):
             return True
         return bool(await self._client().client.exists(self.key(message_id)))
+
+    def expect(self, message_id: str) -> None:
+        if self.mirror is not None:
+            self.mirror.expect(message_id)
+
+    def abandon(self, message_id: str) -> None:
+        if self.mirror is not None:
+            self.mirror.abandon(message_id)
 
     async def finish(self, message_id: str) -> None:
         await self._client().client.expire(self.key(message_id), self._ttl)

@@ -174,8 +174,7 @@ def checkpoint_many(producer: str, replies: list[tuple[str, str, GenerationState
                 rows, ["content", "tool_calls", "last_seq", "lease_expires_at"]
             )
             owned.update(row.pk for row in rows)
-        set_database_workspace(None)
-    return owned
+    return owned  # the workspace setting was local to the transaction: it is gone with it
 
 
 def finalize(

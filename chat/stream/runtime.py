@@ -156,6 +156,8 @@ class GenerationRuntime:
             self.redis().zadd(LEASES_KEY, {f"{workspace_id}|{message_id}": expires})
 
     def start(self, workspace_id: str, message_id: str) -> None:
+        # Before the request that sent the message starts reading it: its reader waits here, not in Redis.
+        self.log.expect(message_id)
         self.loop.call_soon_threadsafe(lambda: self._keep(self.loop.create_task(self._generate(workspace_id, message_id))))
 
     def request_cancel(self, message_id: str) -> None:
@@ -295,6 +297,8 @@ class GenerationRuntime:
                     )
         finally:
             self.active.pop(message_id, None)
+            if generation.state.seq == 0:
+                self.log.abandon(message_id)  # nothing produced here: readers look in Redis
             await self._untrack_lease(workspace_id, message_id)
 
     async def _produce(self, generation: ActiveGeneration, loaded: records.GenerationInput) -> tuple[str, dict | None]:

@@ -9,9 +9,11 @@ from the stored message. Every stream ends with `done` or `error`.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from typing import AsyncIterator
 
+import redis
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.http import StreamingHttpResponse
@@ -23,6 +25,9 @@ from chat.stream.runtime import get_runtime
 
 # How long a finished message may lack its terminal event in the log before we answer from the row.
 TERMINAL_GRACE_SECONDS = 3.0
+READ_RETRY_SECONDS = 10.0
+
+logger = logging.getLogger(__name__)
 
 _message_state = database_sync_to_async(records.message_state)
 
@@ -46,6 +51,23 @@ def fallback_events(state: records.MessageState, message_id: str, after_seq: int
     return events
 
 
+async def _read(log, message_id: str, after_seq: int, wait: float) -> list[dict]:
+    """`log.read`, riding out a Redis hiccup of up to READ_RETRY_SECONDS; past that the error ends the
+    response without a terminal event, which a client treats as a dropped connection and resumes."""
+    delay = 0.1
+    deadline = time.monotonic() + READ_RETRY_SECONDS
+    while True:
+        try:
+            return await log.read(message_id, after_seq, block_seconds=wait)
+        except (redis.RedisError, OSError):
+            if time.monotonic() + delay > deadline:
+                raise
+            logger.warning("reading the stream of %s failed; retrying", message_id, exc_info=True)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)
+            wait = 0
+
+
 async def follow_events(workspace_id: str, message_id: str, after_seq: int) -> AsyncIterator[list[dict]]:
     """The message's events after `after_seq`, in batches as the log hands them out, up to `done` or
     `error`. An empty batch means nothing happened for a while: time for a keep-alive."""
@@ -59,7 +81,7 @@ async def follow_events(workspace_id: str, message_id: str, after_seq: int) -> A
     while True:
         wait = 0 if first else max(0.05, min(check_every, ping_every - (time.monotonic() - last_sent)))
         first = False
-        events = await log.read(message_id, last_seq, block_seconds=wait)
+        events = await _read(log, message_id, last_seq, wait)
         if events:
             batch = []
             for event in events:

@@ -1,8 +1,10 @@
-"""The event log against real Redis: batched appends are all-or-nothing, the local mirror is exact."""
+"""The event log against real Redis: batched appends are all-or-nothing, the local mirror is exact,
+readers ride out a Redis restart."""
 
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import uuid
 
 import pytest
@@ -11,6 +13,8 @@ from django.conf import settings
 
 from chat.stream.events import make_event
 from chat.stream.log import MemoryStreamLog, RedisStreamLog
+from tests.chat.test_daphne_streams import free_port
+from tests.helpers import parse_sse, streamed_body
 
 
 def events(message_id: str, first: int, last: int, kind: str = "delta") -> list[dict]:
@@ -153,3 +157,84 @@ def test_append_many_answers_each_batch_on_its_own(message_id):
     assert not log.mirror.has(message_id)  # refused: local readers now go to Redis
     assert log.mirror.has(other)
     redis.Redis.from_url(settings.REDIS_URL).delete(RedisStreamLog.key(other))
+
+
+def test_an_expected_reply_is_awaited_locally_until_abandoned():
+    log = MemoryStreamLog(ttl_seconds=30, keep_last=64)
+
+    async def scenario():
+        assert await log.read_held("m", 0, block_seconds=0) is None  # not produced here: ask Redis
+        log.expect("m")
+        assert await log.read_held("m", 0, block_seconds=0) == []  # produced here: wait for it here
+        assert not await log.exists("m")
+        waiting = asyncio.create_task(log.read_held("m", 0, block_seconds=5))
+        await asyncio.sleep(0.05)
+        log.abandon("m")  # another process ended it before this one produced anything
+        return await asyncio.wait_for(waiting, 1)
+
+    assert asyncio.run(scenario()) is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_post_that_streams_its_reply_never_reads_redis(alice, settings):
+    settings.TENEX_LOCAL_TOKEN_DELAY_MS = 0
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    thread = alice.client.post("/api/v1/chat/threads", {}, format="json").json()
+
+    def xreads() -> int:
+        return int(client.info("commandstats").get("cmdstat_xread", {}).get("calls", 0))
+
+    before = xreads()
+    sent = alice.client.post(
+        f"/api/v1/chat/threads/{thread['id']}/messages", {"content": "Hello"}, format="json",
+        HTTP_ACCEPT="text/event-stream",
+    )
+    events = parse_sse(streamed_body(sent))
+    assert events[-1]["event"] == "done"
+    assert xreads() == before
+    client.close()
+
+
+def test_a_reader_rides_out_redis_coming_back(monkeypatch, tmp_path):
+    from chat.stream import sse
+
+    monkeypatch.setattr(sse, "READ_RETRY_SECONDS", 15.0)
+    port = free_port()
+    url = f"redis://127.0.0.1:{port}/0"
+    message_id = "msg_retry"
+
+    async def scenario():
+        log = RedisStreamLog(url, mirror_seconds=0)
+        reading = asyncio.create_task(sse._read(log, message_id, 0, 0))
+        await asyncio.sleep(0.5)  # the reader is retrying against a Redis that is down
+        server = subprocess.Popen(
+            ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", str(tmp_path)],
+            stdout=subprocess.DEVNULL,
+        )
+        try:
+            writer = RedisStreamLog(url, mirror_seconds=0)
+            for _ in range(100):
+                try:
+                    await writer.append(message_id, events(message_id, 1, 2))
+                    break
+                except redis.RedisError:
+                    await asyncio.sleep(0.05)
+            found = await asyncio.wait_for(reading, 10)
+            while len(found) < 2:
+                found += await sse._read(log, message_id, len(found), 0)
+            return found
+        finally:
+            server.terminate()
+            server.wait(5)
+
+    assert [event["seq"] for event in asyncio.run(scenario())] == [1, 2]
+
+
+def test_a_reader_gives_up_when_redis_stays_down(monkeypatch):
+    from chat.stream import sse
+
+    monkeypatch.setattr(sse, "READ_RETRY_SECONDS", 0.5)
+    log = RedisStreamLog(f"redis://127.0.0.1:{free_port()}/0", mirror_seconds=0)
+    with pytest.raises(redis.ConnectionError):
+        asyncio.run(sse._read(log, "msg_down", 0, 0))
