@@ -19,7 +19,7 @@ from django.utils import timezone
 from agents.context import system_prompt_for
 from agents.providers.base import Turn
 from agents.runtime import CHARS_PER_TOKEN, AssistantRequest
-from chat.models import Message, Thread
+from chat.models import Attachment, Message, Thread
 from workspaces.tenancy import Scope, set_database_workspace, tenant_context
 
 DEFAULT_OPEN_TOOLS = ("search_knowledge", "run_agent")
@@ -63,13 +63,36 @@ def lease_deadline():
     return timezone.now() + timedelta(seconds=settings.TENEX_STREAM_LEASE_SECONDS)
 
 
-def render_user_turn(message: Message) -> str:
-    """The user's text followed by what they attached, as the assistant sees it."""
-    parts = [message.content]
-    for attachment in message.attachments.all():
-        title = attachment.title or attachment.type
-        parts.append(f"{ATTACHMENT_MARKER}{title} ---\n{attachment.content}")
+def render_user_turn(content: str, attachments: list[tuple[str, str, str]]) -> str:
+    """The user's text followed by what they attached ((title, type, content) each), as the assistant sees it."""
+    parts = [content]
+    for title, kind, attached in attachments:
+        parts.append(f"{ATTACHMENT_MARKER}{title or kind} ---\n{attached}")
     return "".join(parts)
+
+
+def history_turns(workspace_id: str, earlier) -> list[Turn]:
+    """The turns the provider may see, oldest first: plain rows, no model instances (a hot path)."""
+    rows = list(
+        earlier.filter(position__gte=history_start(earlier)).order_by("position").values_list("pk", "role", "content")
+    )
+    attached: dict[str, list[tuple[str, str, str]]] = {}
+    user_ids = [pk for pk, role, _content in rows if role == Message.Role.USER]
+    if user_ids:
+        for message_id, title, kind, content in (
+            Attachment.objects.for_workspace(workspace_id)
+            .filter(message_id__in=user_ids)
+            .order_by("message_id", "position", "id")
+            .values_list("message_id", "title", "type", "content")
+        ):
+            attached.setdefault(message_id, []).append((title, kind, content))
+    turns: list[Turn] = []
+    for pk, role, content in rows:
+        if role == Message.Role.USER:
+            turns.append(Turn(role="user", content=render_user_turn(content, attached.get(pk, []))))
+        elif content:
+            turns.append(Turn(role="assistant", content=content))
+    return turns
 
 
 def _tool_names(thread: Thread) -> list[str]:
@@ -120,17 +143,7 @@ def claim_generation(workspace_id: str, message_id: str, producer: str) -> Gener
         message = Message.objects.for_workspace(workspace_id).select_related("thread").get(pk=message_id)
         thread = message.thread
         earlier = Message.objects.for_workspace(workspace_id).filter(thread=thread, position__lt=message.position)
-        history = (
-            earlier.filter(position__gte=history_start(earlier))
-            .prefetch_related("attachments")
-            .order_by("position")
-        )
-        turns: list[Turn] = []
-        for earlier in history:
-            if earlier.role == Message.Role.USER:
-                turns.append(Turn(role="user", content=render_user_turn(earlier)))
-            elif earlier.content:
-                turns.append(Turn(role="assistant", content=earlier.content))
+        turns = history_turns(workspace_id, earlier)
         request = AssistantRequest(
             scope=Scope(workspace_id=workspace_id, user_id=thread.user_id),
             thread_id=thread.pk,

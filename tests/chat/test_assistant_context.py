@@ -82,6 +82,8 @@ def test_agent_thread_with_a_lead_quotes_the_right_passage(alice):
     assert attachment["lead"] == lead
     canonical = json.dumps(lead, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     assert attachment["content_sha256"] == hashlib.sha256(canonical.encode()).hexdigest()
+    # The assistant read the lead: its turn carried the attachment (the local provider names it).
+    assert f"I also read what you attached: “{attachment['title']}”" in reply["content"]
 
     patched = alice.client.patch(f"/api/v1/agents/{agent['id']}", {"instructions": "Only answer in French."}, format="json")
     assert patched.status_code == 200 and patched.json()["version"] == 2
