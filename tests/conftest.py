@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import pytest
@@ -9,6 +10,30 @@ from rest_framework.test import APIClient
 
 from tests.factories import MembershipFactory, UserFactory, WorkspaceFactory, issue_key
 from workspaces.models import Membership, User, Workspace
+
+
+@pytest.fixture(scope="session", autouse=True)
+def generation_runtime_stops_before_the_test_database_goes(django_db_setup, django_db_blocker):
+    """The runtime's sweep runs on its own thread: stop it while the test database still exists."""
+    yield
+    from chat.stream import runtime
+
+    if runtime._runtime is not None:
+        runtime._runtime.shutdown()
+
+
+@pytest.fixture(autouse=True)
+def replies_end_before_the_database_is_flushed(_django_db_helper):
+    """Replies a test started go on in the background; let them end before the tables are emptied
+    (a finalize racing the flush's TRUNCATE deadlocks, and would write into the next test)."""
+    yield
+    from chat.stream import runtime
+
+    if runtime._runtime is None:
+        return
+    deadline = time.monotonic() + 20
+    while runtime._runtime.active and time.monotonic() < deadline:
+        time.sleep(0.02)
 
 
 @dataclass

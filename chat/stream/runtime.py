@@ -85,6 +85,7 @@ class GenerationRuntime:
         self._thread.start()
         self._ready.wait()
         self._sync_redis: dict[str, Any] = {}
+        self._stopped = False
         self._sync_redis_lock = threading.Lock()
 
     # --- plumbing -----------------------------------------------------------------------------
@@ -104,7 +105,10 @@ class GenerationRuntime:
         return task
 
     def shutdown(self) -> None:
-        """Stop the loop's tasks and the loop (at interpreter exit)."""
+        """Stop the loop's tasks and the loop (at interpreter exit); once."""
+        if self._stopped:
+            return
+        self._stopped = True
 
         async def stop_tasks() -> None:
             tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
