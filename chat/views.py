@@ -179,6 +179,7 @@ class MessageViewSet(ChatViewSet):
         body = MessageCreateSchema(data=request.data)
         body.is_valid(raise_exception=True)
         key = validate_key(request.headers.get("Idempotency-Key"))
+        streaming = wants_event_stream(request)
         ensure_stream_store()
         fingerprint = request_fingerprint(thread.pk, request.data) if key else ""
         with transaction.atomic():
@@ -190,19 +191,24 @@ class MessageViewSet(ChatViewSet):
                     content=body.validated_data["content"],
                     attachments=body.validated_data.get("attachments"),
                 )
-                answer = {
-                    "user_message": MessageSchema(user_message).data,
-                    "assistant_message": MessageSchema(reply).data,
-                    "stream_url": self.stream_url(request, thread.pk, reply.pk),
-                }
+                reply_id = reply.pk
+                # A plain stream answers with neither object: serialize only for a 202 or a replay record.
+                answer = None
+                if key or not streaming:
+                    answer = {
+                        "user_message": MessageSchema(user_message).data,
+                        "assistant_message": MessageSchema(reply).data,
+                        "stream_url": self.stream_url(request, thread.pk, reply.pk),
+                    }
                 if key:
                     idempotency_record(
                         scope=self.scope, key=key, fingerprint=fingerprint, thread_id=thread.pk, response=answer
                     )
             else:
                 answer = replay
-        if wants_event_stream(request):
-            return sse_response(self.scope.workspace_id, answer["assistant_message"]["id"], 0)
+                reply_id = replay["assistant_message"]["id"]
+        if streaming:
+            return sse_response(self.scope.workspace_id, reply_id, 0)
         return Response(answer, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(
