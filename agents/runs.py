@@ -54,27 +54,38 @@ async def _collect_text(provider: Provider, request: ProviderRequest) -> str:
     return "".join(parts)
 
 
-def agent_run(*, scope: Scope, agent: Agent, input: dict, provider: Provider | None = None) -> AgentRunResult:
-    """Validate `input` against the agent's input_schema, then run the agent once without tools.
+def agent_run_request(*, scope: Scope, agent: Agent, input: dict) -> ProviderRequest:
+    """Validate `input` against the agent's input_schema and build the run's one provider request.
 
     The system prompt is the agent's instructions followed by the brand profile; the input is the
-    user turn, as JSON. Synchronous: call it from a worker thread, not from an event loop.
+    user turn, as JSON. Reads the database (the brand profile): call it inside the workspace scope.
     """
     problems = json_schema_errors(agent.input_schema or {}, input, label="input")
     if problems:
         raise ToolError(f"The input does not match the input schema of agent {agent.slug!r}: " + "; ".join(problems))
-    if provider is None:
-        from agents.providers import get_provider
-
-        provider = get_provider()
     context = build_thread_context(workspace_id=scope.workspace_id, agent=agent)
-    request = ProviderRequest(
+    return ProviderRequest(
         system=system_prompt_for(context, ""),
         turns=[Turn(role="user", content=json.dumps(input, ensure_ascii=False, indent=2))],
         tools=[],  # no tools: an agent run never dispatches further runs
     )
+
+
+def agent_run_answer(*, agent: Agent, request: ProviderRequest, provider: Provider | None = None) -> AgentRunResult:
+    """Run the agent once on a prepared request. No database work: call it outside any transaction,
+    from a worker thread (not from an event loop), since the provider may take a minute."""
+    if provider is None:
+        from agents.providers import get_provider
+
+        provider = get_provider()
     try:
         output = async_to_sync(_collect_text)(provider, request)
     except ProviderError as exc:
         raise ToolError(f"Agent {agent.slug!r} could not answer: {exc.message}") from exc
     return {"agent_id": agent.id, "agent_version": agent.version, "output": output[:MAX_OUTPUT_CHARS]}
+
+
+def agent_run(*, scope: Scope, agent: Agent, input: dict, provider: Provider | None = None) -> AgentRunResult:
+    """Validate `input`, then run the agent once without tools (`agent_run_request` + `agent_run_answer`)."""
+    request = agent_run_request(scope=scope, agent=agent, input=input)
+    return agent_run_answer(agent=agent, request=request, provider=provider)

@@ -25,7 +25,7 @@ from agents.providers.base import (
     Usage,
 )
 from workspaces.ids import new_call_id
-from workspaces.tenancy import Scope, tenant_context
+from workspaces.tenancy import Scope
 
 CHARS_PER_TOKEN = 4
 
@@ -82,8 +82,8 @@ def _run_tool_sync(request: AssistantRequest, name: str, arguments: dict) -> tup
     context = ToolContext(
         scope=request.scope, thread_id=request.thread_id, knowledge_document_ids=request.knowledge_document_ids
     )
-    with tenant_context(request.scope.workspace_id):
-        return run_tool(context, name, arguments)
+    # `run_tool` opens the workspace's transaction itself (or leaves it to a tool that calls out).
+    return run_tool(context, name, arguments)
 
 
 async def run_assistant(request: AssistantRequest, provider: Provider) -> AsyncIterator[RuntimeEvent]:

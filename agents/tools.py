@@ -10,7 +10,9 @@ Adding a connector (a new tool):
 `run` is called in a worker thread inside `tenant_context(context.scope.workspace_id)`, with its
 arguments already validated against `parameters`; reach tenant rows only through
 `Model.objects.for_scope(context.scope)`. Credentials a connector needs come from settings, never
-from the arguments, and never go into its result.
+from the arguments, and never go into its result. A connector that waits on a slow service sets
+`manages_transactions = True` and opens `tenant_context` itself around its database work only, so
+no transaction or pooled connection is held while it waits (see `RunAgentTool`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from functools import lru_cache
 from typing import Any, Protocol, runtime_checkable
 
 from django.conf import settings
+from django.db import close_old_connections, connection
 from django.utils.module_loading import import_string
 from jsonschema.validators import Draft202012Validator, validator_for
 from referencing.exceptions import Unresolvable
@@ -125,8 +128,11 @@ def run_tool(context: ToolContext, name: str, arguments: dict) -> tuple[str, obj
     if problems:
         return "failed", {"error": "Invalid arguments: " + "; ".join(problems)}
     try:
-        with tenant_context(context.scope.workspace_id):
+        if getattr(tool, "manages_transactions", False):
             result = tool.run(context, arguments)
+        else:
+            with tenant_context(context.scope.workspace_id):
+                result = tool.run(context, arguments)
         json.dumps(result)  # a result must be JSON-able to be stored and sent to the model
     except ToolError as exc:
         return "failed", {"error": str(exc) or f"{name} failed."}
@@ -188,12 +194,20 @@ class RunAgentTool:
         # The provider the run uses; the configured one unless a caller (a test) supplies another.
         self.provider_factory = provider_factory
 
-    def run(self, context: ToolContext, arguments: dict) -> dict:
-        from agents.runs import agent_find, agent_run
+    # The agent's provider call may take a minute: no transaction (nor pooled connection) is held
+    # for it. `run_tool` leaves the scope to this tool, which reads inside it, then calls out.
+    manages_transactions = True
 
-        agent = agent_find(scope=context.scope, agent_id=arguments.get("agent_id"), slug=arguments.get("agent"))
+    def run(self, context: ToolContext, arguments: dict) -> dict:
+        from agents.runs import agent_find, agent_run_answer, agent_run_request
+
+        with tenant_context(context.scope.workspace_id):
+            agent = agent_find(scope=context.scope, agent_id=arguments.get("agent_id"), slug=arguments.get("agent"))
+            request = agent_run_request(scope=context.scope, agent=agent, input=arguments.get("input", {}))
+        if not connection.in_atomic_block:  # (a caller's transaction must stay as it is)
+            close_old_connections()  # back to the pool while the provider answers
         provider = self.provider_factory() if self.provider_factory else None
-        return agent_run(scope=context.scope, agent=agent, input=arguments.get("input", {}), provider=provider)
+        return agent_run_answer(agent=agent, request=request, provider=provider)
 
 
 search_knowledge = SearchKnowledgeTool()

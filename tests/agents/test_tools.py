@@ -274,3 +274,39 @@ def test_system_prompt_renders_agent_then_thread_prompt_then_brand(workspace, al
     )
     assert system_prompt_for({"agent": None, "brand": None}, "Only this.") == "Only this."
     assert system_prompt_for({}, "") == ""
+
+
+class WatchingProvider:
+    """Answers once, after looking at the database from outside: how many sessions sit in a transaction."""
+
+    name = "watching"
+    in_transaction: list[int] = []
+
+    async def stream(self, request: ProviderRequest) -> AsyncIterator[ProviderEvent]:
+        import psycopg
+
+        params = connection.settings_dict
+        with psycopg.connect(
+            dbname=params["NAME"], user=params["USER"], host=params["HOST"], port=params["PORT"] or 5432,
+            autocommit=True,
+        ) as watcher:
+            [(count,)] = watcher.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND state LIKE 'idle in transaction%%' AND pid <> pg_backend_pid()"
+            ).fetchall()
+        WatchingProvider.in_transaction.append(count)
+        yield TextDelta("scored")
+
+
+watching_run_agent = RunAgentTool(provider_factory=WatchingProvider)
+
+
+@pytest.mark.django_db(transaction=True)
+@override_settings(TENEX_TOOLS=["tests.agents.test_tools.watching_run_agent"])
+def test_run_agent_holds_no_transaction_while_the_agent_answers(workspace):
+    AgentFactory(workspace=workspace, name="Lead scorer", instructions="Score.", input_schema=LEAD_SCHEMA)
+    WatchingProvider.in_transaction.clear()
+    context = ToolContext(scope=workspace_scope(workspace.pk))
+    status, result = run_tool(context, "run_agent", {"agent": "lead-scorer", "input": {"company": "Initech"}})
+    assert (status, result["output"]) == ("complete", "scored")
+    assert WatchingProvider.in_transaction == [0]
