@@ -57,6 +57,7 @@ class ActiveGeneration:
     cancel: asyncio.Event = field(default_factory=asyncio.Event)
     state: records.GenerationState = field(default_factory=records.GenerationState)
     lost: bool = False  # another process ended this message (our lease had lapsed)
+    stopping: bool = False  # the process is exiting and could not wait for this reply to finish
     # Events published but not yet in the log, in seq order; `in_flight` while a batch is on its way.
     pending: list[dict] = field(default_factory=list)
     in_flight: bool = False
@@ -103,6 +104,25 @@ class GenerationRuntime:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
+
+    def drain(self, seconds: float) -> None:
+        """At exit: let the replies in progress finish for up to `seconds`, then end the rest as
+        `interrupted` at once (their readers get `error` now, not when the lease lapses)."""
+        deadline = time.monotonic() + seconds
+        while self.active and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if not self.active:
+            return
+        logger.warning("ending %d replies still in progress as interrupted", len(self.active))
+        self.loop.call_soon_threadsafe(self._stop_all)
+        deadline = time.monotonic() + 5
+        while self.active and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    def _stop_all(self) -> None:
+        for generation in self.active.values():
+            generation.stopping = True
+            generation.cancel.set()
 
     def shutdown(self) -> None:
         """Stop the loop's tasks and the loop (at interpreter exit); once."""
@@ -290,6 +310,8 @@ class GenerationRuntime:
                 generation.claimed = False
             if generation.publish_error is not None:
                 raise generation.publish_error
+            if generation.stopping:
+                status, error = "interrupted", INTERRUPTED_ERROR
             if not generation.lost:
                 await self._finish(generation, status, error)
         except Exception:  # noqa: BLE001 - never leave a message streaming because of a bug here
@@ -539,5 +561,8 @@ def get_runtime() -> GenerationRuntime:
     with _runtime_lock:
         if _runtime is None:
             _runtime = GenerationRuntime()
+            # Before the interpreter stops thread pools (concurrent.futures refuses new work from
+            # then on, and the replies' database steps need it): finish what is in progress.
+            threading._register_atexit(partial(_runtime.drain, settings.TENEX_SHUTDOWN_DRAIN_SECONDS))
             atexit.register(_runtime.shutdown)
         return _runtime

@@ -194,3 +194,18 @@ def test_killed_producer_leaves_an_interrupted_reply(servers, alice, thread_id):
     assert message["status"] == "interrupted"
     assert joined_deltas(events) == message["content"]
     assert waited < LEASE_SECONDS + 5
+
+
+def test_a_process_told_to_stop_finishes_its_replies_first(servers, alice, thread_id):
+    a, _ = servers
+    with daphne_process() as (stopping, process):
+        reply_id = start_reply(stopping, alice.key, thread_id, "Tell me everything about our pricing")
+        with httpx.stream("GET", stream_url(stopping, thread_id, reply_id), headers=headers(alice.key), timeout=30) as response:
+            read_events(response, count=4)
+            process.terminate()  # SIGTERM, as a deploy or a scale-down sends it
+        process.wait(30)
+    events = full_stream(a, alice.key, thread_id, reply_id)
+    assert events[-1]["event"] == "done"
+    message = events[-1]["data"]["message"]
+    assert message["status"] == "complete"
+    assert joined_deltas(events) == message["content"] and len(events) > 10

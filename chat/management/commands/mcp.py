@@ -45,8 +45,5 @@ async def serve(raw_key: str) -> None:
 
 def drain_generations() -> None:
     """Let replies started here finish: generation outlives the client, even a stdio one."""
-    runtime = get_runtime()
     time.sleep(0.1)  # a reply committed just before stdin closed registers on the runtime loop
-    deadline = time.monotonic() + DRAIN_SECONDS
-    while runtime.active and time.monotonic() < deadline:
-        time.sleep(0.1)
+    get_runtime().drain(DRAIN_SECONDS)
