@@ -563,6 +563,9 @@ def get_runtime() -> GenerationRuntime:
             _runtime = GenerationRuntime()
             # Before the interpreter stops thread pools (concurrent.futures refuses new work from
             # then on, and the replies' database steps need it): finish what is in progress.
-            threading._register_atexit(partial(_runtime.drain, settings.TENEX_SHUTDOWN_DRAIN_SECONDS))
+            # `threading._register_atexit` is CPython's hook for exactly that (3.9+); without it,
+            # a plain atexit hook still drains, only after the pools have closed.
+            register = getattr(threading, "_register_atexit", atexit.register)
+            register(partial(_runtime.drain, settings.TENEX_SHUTDOWN_DRAIN_SECONDS))
             atexit.register(_runtime.shutdown)
         return _runtime
