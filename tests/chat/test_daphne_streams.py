@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -47,12 +48,16 @@ def server_env(database_name: str) -> dict[str, str]:
 
 
 @contextmanager
-def daphne_process():
+def daphne_process(**env: str):
+    """A daphne process serving tenex on the test database (`env` overrides its settings); yields
+    its base URL and the process."""
     port = free_port()
+    # stderr to a file, not a pipe nobody reads: a chatty server must never block on a full pipe.
+    log = tempfile.NamedTemporaryFile(prefix="tenex-test-daphne-", suffix=".log", delete=False)
     process = subprocess.Popen(
         [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "tenex.asgi:application"],
-        cwd=ROOT, env=server_env(connection.settings_dict["NAME"]),
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        cwd=ROOT, env={**server_env(connection.settings_dict["NAME"]), **env},
+        stdout=subprocess.DEVNULL, stderr=log,
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -64,16 +69,18 @@ def daphne_process():
             except httpx.HTTPError:
                 pass
             if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"daphne did not start: {process.stderr.read().decode()[-2000:]}")
+                raise RuntimeError(f"daphne did not start: {Path(log.name).read_text()[-2000:]}")
             time.sleep(0.1)
         yield base, process
     finally:
         if process.poll() is None:
             process.terminate()
             try:
-                process.wait(10)
+                process.wait(20)  # it lets its replies finish first (TENEX_SHUTDOWN_DRAIN_SECONDS)
             except subprocess.TimeoutExpired:
                 process.kill()
+        log.close()
+        os.unlink(log.name)
 
 
 @pytest.fixture
@@ -177,12 +184,18 @@ def test_generation_continues_after_the_client_leaves(servers, alice, thread_id)
     assert joined_deltas(events) == reply["content"]
 
 
+def start_long_reply(base: str, key: str, thread_id: str) -> str:
+    """A reply well under way on `base`: four of its events have been streamed."""
+    reply_id = start_reply(base, key, thread_id, "Tell me everything about our pricing")
+    with httpx.stream("GET", stream_url(base, thread_id, reply_id), headers=headers(key), timeout=30) as response:
+        read_events(response, count=4)
+    return reply_id
+
+
 def test_killed_producer_leaves_an_interrupted_reply(servers, alice, thread_id):
     a, _ = servers
     with daphne_process() as (doomed, process):
-        reply_id = start_reply(doomed, alice.key, thread_id, "Tell me everything about our pricing")
-        with httpx.stream("GET", stream_url(doomed, thread_id, reply_id), headers=headers(alice.key), timeout=30) as response:
-            read_events(response, count=4)
+        reply_id = start_long_reply(doomed, alice.key, thread_id)
         os.kill(process.pid, signal.SIGKILL)
         process.wait(10)
         started = time.monotonic()
@@ -199,10 +212,8 @@ def test_killed_producer_leaves_an_interrupted_reply(servers, alice, thread_id):
 def test_a_process_told_to_stop_finishes_its_replies_first(servers, alice, thread_id):
     a, _ = servers
     with daphne_process() as (stopping, process):
-        reply_id = start_reply(stopping, alice.key, thread_id, "Tell me everything about our pricing")
-        with httpx.stream("GET", stream_url(stopping, thread_id, reply_id), headers=headers(alice.key), timeout=30) as response:
-            read_events(response, count=4)
-            process.terminate()  # SIGTERM, as a deploy or a scale-down sends it
+        reply_id = start_long_reply(stopping, alice.key, thread_id)
+        process.terminate()  # SIGTERM, as a deploy or a scale-down sends it
         process.wait(30)
     events = full_stream(a, alice.key, thread_id, reply_id)
     assert events[-1]["event"] == "done"

@@ -3,23 +3,17 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
-import subprocess
-import sys
 import time
 from contextlib import asynccontextmanager, contextmanager
-from pathlib import Path
 
 import anyio
 import httpx
 import httpx2
 import pytest
-from django.db import connection
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
-from tests.chat.test_daphne_streams import ROOT, free_port, server_env
+from tests.chat.test_daphne_streams import daphne_process
 from tests.factories import issue_key
 from workspaces.services import api_key_find, api_key_revoke
 
@@ -36,28 +30,8 @@ NOT_FOUND = {"error": {"code": "not_found", "message": "Not found.", "fields": N
 @contextmanager
 def mcp_daphne(token_delay_ms: int):
     """A daphne process on the test database serving /mcp; local replies pause `token_delay_ms` per word."""
-    env = server_env(connection.settings_dict["NAME"])
-    env["TENEX_LOCAL_TOKEN_DELAY_MS"] = str(token_delay_ms)
-    port = free_port()
-    # stderr to a file, not a pipe nobody reads: a chatty server must never block on a full pipe.
-    log = tempfile.NamedTemporaryFile(prefix="tenex-mcp-daphne-", suffix=".log", delete=False)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "tenex.asgi:application"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while not _healthy(url):
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"daphne did not start: {Path(log.name).read_text()[-2000:]}")
-            time.sleep(0.1)
+    with daphne_process(TENEX_LOCAL_TOKEN_DELAY_MS=str(token_delay_ms)) as (url, _process):
         yield url
-    finally:
-        process.terminate()
-        process.wait(10)
-        log.close()
-        os.unlink(log.name)
 
 
 @pytest.fixture(scope="module")
@@ -65,13 +39,6 @@ def base(django_db_setup):
     """One daphne process for the module, with instant local replies."""
     with mcp_daphne(token_delay_ms=0) as url:
         yield url
-
-
-def _healthy(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 @asynccontextmanager
