@@ -142,6 +142,7 @@ def _lock_thread(scope: Scope, thread_id: str) -> Thread:
 def _insert_message(
     *, scope: Scope, thread: Thread, position: int, role: str, content: str, status: str, now,
     attachments: list[dict] | None = None, tool_calls: list[dict] | None = None, lease_expires_at=None,
+    producer: str = "",
 ) -> Message:
     message = Message.objects.create(
         workspace_id=scope.workspace_id,
@@ -154,6 +155,7 @@ def _insert_message(
         created_at=now,
         completed_at=now if status != Message.Status.STREAMING else None,
         lease_expires_at=lease_expires_at,
+        producer=producer,
     )
     if attachments:
         created = Attachment.objects.bulk_create(
@@ -163,11 +165,11 @@ def _insert_message(
     else:
         created = []
     # What was just written is what the message's attachments are: serializing it needs no query.
-    message._prefetched_objects_cache = {"attachments": _known_queryset(message.attachments.all(), created)}
+    message._prefetched_objects_cache = {"attachments": known_queryset(message.attachments.all(), created)}
     return message
 
 
-def _known_queryset(queryset, rows: list):
+def known_queryset(queryset, rows: list):
     """A queryset whose rows are already known, as Django's own prefetching leaves it."""
     queryset._result_cache = rows
     queryset._prefetch_done = True
@@ -212,13 +214,14 @@ def message_append(
     return message
 
 
-@transaction.atomic
+# No savepoint: inside a request's transaction (PostgreSQL) a failure here fails the request whole.
+@transaction.atomic(savepoint=False)
 def message_send(
     *, scope: Scope, thread: Thread, content: str, attachments: list[dict] | None = None
 ) -> tuple[Message, Message]:
     """Append the user's message and the assistant's reply (streaming); generation starts after commit."""
     from chat.attachments import attach_files_to_thread, resolve_attachments
-    from chat.stream.records import lease_deadline
+    from chat.stream.records import generation_input, lease_deadline
     from chat.stream.runtime import get_runtime
 
     resolved = resolve_attachments(scope=scope, items=attachments, thread_id=thread.pk) if attachments else []
@@ -231,22 +234,24 @@ def message_send(
     )
     if resolved:
         attach_files_to_thread(scope=scope, thread=thread, attachments=resolved)
-    # The first lease covers the gap until a producer claims the reply: if this process dies
-    # before generation starts, the reply still ends as `interrupted` instead of streaming forever.
+    # This process produces the reply, leased to it from the start: if it dies before its
+    # producer's first checkpoint, the reply still ends as `interrupted` instead of streaming forever.
+    runtime = get_runtime()
     reply = _insert_message(
         scope=scope, thread=locked, position=locked.message_count + 2, role=Message.Role.ASSISTANT,
         content="", status=Message.Status.STREAMING, now=now, lease_expires_at=lease_deadline(),
+        producer=runtime.producer_id,
     )
+    loaded = generation_input(scope.workspace_id, locked, reply.position, reply.created_at)
     _record_appended(scope=scope, thread=thread, locked=locked, first=user_message, count=2, now=now)
     workspace_id, reply_id = scope.workspace_id, reply.pk
 
     def start_generation() -> None:
-        runtime = get_runtime()
         try:
             runtime.track_new(workspace_id, reply_id)
         except Exception:  # noqa: BLE001 - readers still end it by its database lease
             logger.warning("could not record the lease of %s in Redis", reply_id, exc_info=True)
-        runtime.start(workspace_id, reply_id)
+        runtime.start(workspace_id, reply_id, loaded)
 
     transaction.on_commit(start_generation)
     return user_message, reply

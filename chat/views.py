@@ -182,7 +182,8 @@ class MessageViewSet(ChatViewSet):
         streaming = wants_event_stream(request)
         ensure_stream_store()
         fingerprint = request_fingerprint(thread.pk, request.data) if key else ""
-        with transaction.atomic():
+        # One unit with the request's own transaction (PostgreSQL): no savepoint, a failure fails it whole.
+        with transaction.atomic(savepoint=False):
             replay = idempotency_begin(scope=self.scope, key=key, fingerprint=fingerprint) if key else None
             if replay is None:
                 user_message, reply = services.message_send(

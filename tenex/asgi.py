@@ -1,14 +1,23 @@
-"""ASGI entry point: `/mcp` (the MCP endpoint) and everything else through Django, by Channels' router."""
+"""ASGI entry point: `/mcp` (the MCP endpoint) and everything else through Django, by Channels' router.
+
+Django runs under `tenex.handler.PooledThreadASGIHandler` (its synchronous part in one call per
+request on a shared thread pool) rather than Django's stock ASGI handler.
+"""
 
 import os
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tenex.settings")
 
+import django
+
+django.setup(set_prefix=False)
+
 from channels.routing import ProtocolTypeRouter, URLRouter
-from django.core.asgi import get_asgi_application
 from django.urls import path, re_path
 
-django_asgi_app = get_asgi_application()
+from tenex.handler import PooledThreadASGIHandler
+
+django_asgi_app = PooledThreadASGIHandler()
 
 from chat.mcp.http import mcp_endpoint
 from chat.stream.runtime import get_runtime

@@ -213,6 +213,8 @@ TENEX_STREAM_MIRROR_SECONDS = env_int("TENEX_STREAM_MIRROR_SECONDS", 10, minimum
 TENEX_REDIS_MAX_CONNECTIONS = env_int("TENEX_REDIS_MAX_CONNECTIONS", 2000, minimum=10)
 TENEX_SWEEP_SECONDS = env_int("TENEX_SWEEP_SECONDS", 5, minimum=1)
 TENEX_SHUTDOWN_DRAIN_SECONDS = env_int("TENEX_SHUTDOWN_DRAIN_SECONDS", 10, minimum=0)
+# Threads that run requests' synchronous part (middleware and view) under ASGI (tenex/handler.py).
+TENEX_REQUEST_THREADS = env_int("TENEX_REQUEST_THREADS", 32, minimum=1)
 
 LOGGING = {
     "version": 1,

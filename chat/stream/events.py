@@ -1,42 +1,70 @@
-"""Stream event shapes and their Server-Sent Events encoding."""
+"""Stream event shapes and their Server-Sent Events encoding.
+
+An event is a plain mapping to its readers (the SSE view, the MCP tools), but it keeps its JSON text
+once encoded: the producer encodes each event once, the Redis log stores that text, and every SSE
+reader of the event (in this process or, decoded from Redis, in another) sends the same text.
+"""
 
 from __future__ import annotations
 
 import json
-from typing import Any, Literal, TypedDict
+from typing import Any, Literal
 
 EventType = Literal["delta", "tool_call", "done", "error"]
 
+# The contract's own spelling of an event (API.md, "The stream"): `{"seq": 7, "type": "delta", ...}`.
+_SEPARATORS = (", ", ": ")
 
-class StreamEvent(TypedDict, total=False):
-    seq: int
-    type: EventType
-    message_id: str
-    thread_id: str
-    delta: str | None
-    tool_call: dict | None
-    message: dict
-    error: dict
+
+class Event(dict):
+    """One stream event. Not to be changed after it is encoded (`text()` would go stale)."""
+
+    __slots__ = ("_text",)
+
+    def __init__(self, fields: dict[str, Any], text: str | None = None):
+        super().__init__(fields)
+        self._text = text
+
+    @classmethod
+    def decode(cls, text: str | bytes) -> "Event":
+        """An event read back from its JSON text (the log's stored form), keeping that text."""
+        if isinstance(text, bytes):
+            text = text.decode()
+        return cls(json.loads(text), text)
+
+    def text(self) -> str:
+        if self._text is None:
+            self._text = json.dumps(self, ensure_ascii=False, separators=_SEPARATORS)
+        return self._text
+
+    def __reduce__(self):  # copies and pickles are plain events with the same text
+        return (Event, (dict(self), self._text))
 
 
 def make_event(
     seq: int, kind: EventType, *, message_id: str, thread_id: str, delta: str | None = None,
     tool_call: dict | None = None, message: dict | None = None, error: dict | None = None,
-) -> StreamEvent:
-    event: StreamEvent = {
+) -> Event:
+    fields: dict[str, Any] = {
         "seq": seq, "type": kind, "message_id": message_id, "thread_id": thread_id,
         "delta": delta, "tool_call": tool_call,
     }
     if message is not None:
-        event["message"] = message
+        fields["message"] = message
     if error is not None:
-        event["error"] = error
-    return event
+        fields["error"] = error
+    return Event(fields)
+
+
+def event_text(event: dict[str, Any]) -> str:
+    """The event's JSON text: encoded once for an `Event`, on demand for any other mapping."""
+    if isinstance(event, Event):
+        return event.text()
+    return json.dumps(event, ensure_ascii=False, separators=_SEPARATORS)
 
 
 def encode_sse(event: dict[str, Any]) -> bytes:
-    data = json.dumps(event, ensure_ascii=False, separators=(", ", ": "))
-    return f"id: {event['seq']}\nevent: {event['type']}\ndata: {data}\n\n".encode()
+    return f"id: {event['seq']}\nevent: {event['type']}\ndata: {event_text(event)}\n\n".encode()
 
 
 PING = b": ping\n\n"

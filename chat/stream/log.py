@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import threading
 import time
 import weakref
@@ -27,7 +26,8 @@ from typing import Any, Protocol
 
 from django.conf import settings
 
-Event = dict[str, Any]
+from chat.stream.events import Event, event_text
+
 TERMINAL_TYPES = frozenset({"done", "error"})
 
 
@@ -239,7 +239,10 @@ class RedisStreamLog:
     TENEX_REDIS_MAX_CONNECTIONS); readers in the producing process use the mirror instead.
     """
 
-    MIRROR_EVENTS = 64  # per message: a live reader is never further behind than this
+    # Per message: the newest events held (trimmed in steps of as many). A reply's local reader that
+    # falls further behind than this, which a provider faster than the reader's client can cause,
+    # reads the older ones from Redis; 1,024 holds a whole typical reply (about 1 KiB an event).
+    MIRROR_EVENTS = 1024
 
     def __init__(self, url: str, mirror_seconds: float | None = None):
         self._url = url
@@ -284,7 +287,7 @@ class RedisStreamLog:
             pipe = entry.client.pipeline(transaction=False)
             for index in pending:
                 message_id, events = batches[index]
-                payloads = [json.dumps(event, separators=(",", ":")) for event in events]
+                payloads = [event_text(event) for event in events]  # the SSE readers' text too
                 pipe.evalsha(_APPEND_SHA, 1, self.key(message_id), self._maxlen, self._ttl, events[0]["seq"], *payloads)
             replies = await pipe.execute(raise_on_error=False)
             missing = []
@@ -320,8 +323,7 @@ class RedisStreamLog:
         events: list[Event] = []
         for _stream, entries in reply or []:
             for _entry_id, fields in entries:
-                raw = fields.get(b"e") or fields.get("e")
-                events.append(json.loads(raw))
+                events.append(Event.decode(fields.get(b"e") or fields.get("e")))
         return events
 
     async def exists(self, message_id: str) -> bool:

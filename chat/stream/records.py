@@ -1,7 +1,8 @@
 """Synchronous database steps of a generation, each one short transaction in its workspace.
 
-The producer claims the message, checkpoints partial content (renewing its lease), and finalizes
-content, tool calls, usage and status in one transaction. Every write is conditional on the message
+The reply is leased to the process that appends it (its input read in that same transaction); the
+producer checkpoints partial content (renewing its lease) and finalizes content, tool calls, usage
+and status in one transaction. Every write is conditional on the message
 still streaming under this producer, so a producer that lost its lease can never overwrite the
 outcome another process recorded.
 """
@@ -9,7 +10,7 @@ outcome another process recorded.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
@@ -56,6 +57,7 @@ class GenerationState:
 @dataclass
 class GenerationInput:
     thread_id: str
+    created_at: datetime  # the reply's, so its ending is recorded and serialized without reading it back
     request: AssistantRequest
 
 
@@ -130,30 +132,23 @@ def history_start(earlier) -> int:
     return start
 
 
-def claim_generation(workspace_id: str, message_id: str, producer: str) -> GenerationInput | None:
-    """Take the lease on a streaming message and load what the assistant needs to answer it."""
-    with tenant_context(workspace_id):
-        claimed = (
-            Message.objects.for_workspace(workspace_id)
-            .filter(pk=message_id, status=Message.Status.STREAMING)
-            .update(producer=producer, lease_expires_at=lease_deadline())
-        )
-        if not claimed:
-            return None
-        message = Message.objects.for_workspace(workspace_id).select_related("thread").get(pk=message_id)
-        thread = message.thread
-        earlier = Message.objects.for_workspace(workspace_id).filter(thread=thread, position__lt=message.position)
-        turns = history_turns(workspace_id, earlier)
-        request = AssistantRequest(
-            scope=Scope(workspace_id=workspace_id, user_id=thread.user_id),
-            thread_id=thread.pk,
-            system=system_prompt_for(thread.context or {}, thread.system_prompt),
-            history=turns,
-            tool_names=_tool_names(thread),
-            model=settings.TENEX_LLM_MODEL,
-            knowledge_document_ids=tuple(thread.knowledge_document_ids or ()),
-        )
-        return GenerationInput(thread_id=thread.pk, request=request)
+def generation_input(workspace_id: str, thread: Thread, position: int, created_at) -> GenerationInput:
+    """What the assistant needs to write the reply at `position` of `thread`.
+
+    Read in the transaction that appends the reply, with the thread's row locked, so the history is
+    exactly what precedes the reply; the producer then starts without a database step of its own.
+    """
+    earlier = Message.objects.for_workspace(workspace_id).filter(thread_id=thread.pk, position__lt=position)
+    request = AssistantRequest(
+        scope=Scope(workspace_id=workspace_id, user_id=thread.user_id),
+        thread_id=thread.pk,
+        system=system_prompt_for(thread.context or {}, thread.system_prompt),
+        history=history_turns(workspace_id, earlier),
+        tool_names=_tool_names(thread),
+        model=settings.TENEX_LLM_MODEL,
+        knowledge_document_ids=tuple(thread.knowledge_document_ids or ()),
+    )
+    return GenerationInput(thread_id=thread.pk, created_at=created_at, request=request)
 
 
 def checkpoint_many(producer: str, replies: list[tuple[str, str, GenerationState]]) -> set[str]:
@@ -191,42 +186,54 @@ def checkpoint_many(producer: str, replies: list[tuple[str, str, GenerationState
 
 
 def finalize(
-    workspace_id: str, message_id: str, producer: str | None, state: GenerationState, status: str, error: dict | None
+    workspace_id: str, message_id: str, producer: str | None, state: GenerationState, status: str,
+    error: dict | None, known: tuple[str, datetime] | None = None,
 ) -> dict | None:
     """Write the outcome in one transaction; the serialized message, or None if it was not ours to end.
 
     `producer=None` is an orphan's ending (the producer died): it takes any streaming message.
-    `state.seq` must already count the terminal event this outcome will be published as.
+    `state.seq` must already count the terminal event this outcome will be published as. `known` is
+    the reply's (thread id, created_at) when the caller has them (its producer does): then the
+    ending is one conditional UPDATE of the message and one of its thread, nothing read back.
     """
     from chat.schemas import message_data
+    from chat.services import known_queryset
 
     with tenant_context(workspace_id):
-        candidates = Message.objects.for_workspace(workspace_id).select_for_update().filter(
-            pk=message_id, status=Message.Status.STREAMING
-        )
+        candidates = Message.objects.for_workspace(workspace_id).filter(pk=message_id, status=Message.Status.STREAMING)
         if producer is not None:
             candidates = candidates.filter(producer=producer)
-        message = candidates.first()
-        if message is None:
-            return None
+        if known is None:
+            found = list(candidates.select_for_update().values_list("thread_id", "created_at")[:1])
+            if not found:
+                return None
+            known = found[0]
+        thread_id, created_at = known
         now = timezone.now()
-        message.content = state.content
-        message.tool_calls = state.settled_tool_calls()
-        message.usage = {
-            "input_tokens": int(state.usage.get("input_tokens", 0)),
-            "output_tokens": int(state.usage.get("output_tokens", 0)),
+        ending = {
+            "content": state.content,
+            "tool_calls": state.settled_tool_calls(),
+            "usage": {
+                "input_tokens": int(state.usage.get("input_tokens", 0)),
+                "output_tokens": int(state.usage.get("output_tokens", 0)),
+            },
+            "status": status,
+            "error": error,
+            "completed_at": now,
+            "last_seq": state.seq,
+            "lease_expires_at": None,
         }
-        message.status = status
-        message.error = error
-        message.completed_at = now
-        message.last_seq = state.seq
-        message.lease_expires_at = None
-        message.save(
-            update_fields=["content", "tool_calls", "usage", "status", "error", "completed_at", "last_seq", "lease_expires_at"]
-        )
-        Thread.objects.for_workspace(workspace_id).filter(pk=message.thread_id).update(
+        if not candidates.update(**ending):
+            return None  # ended meanwhile by another process (our lease lapsed), or deleted
+        Thread.objects.for_workspace(workspace_id).filter(pk=thread_id).update(
             last_message_at=now, activity_at=now, updated_at=now
         )
+        # Replies carry no attachments: the message as it now stands, serialized without a query.
+        message = Message(
+            pk=message_id, workspace_id=workspace_id, thread_id=thread_id, role=Message.Role.ASSISTANT,
+            created_at=created_at, producer=producer or "", **ending,
+        )
+        message._prefetched_objects_cache = {"attachments": known_queryset(message.attachments.all(), [])}
         return message_data(message)
 
 

@@ -54,6 +54,7 @@ class ActiveGeneration:
     workspace_id: str
     message_id: str
     thread_id: str = ""
+    known: tuple[str, Any] | None = None  # the reply's (thread id, created_at), for its ending
     cancel: asyncio.Event = field(default_factory=asyncio.Event)
     state: records.GenerationState = field(default_factory=records.GenerationState)
     lost: bool = False  # another process ended this message (our lease had lapsed)
@@ -179,10 +180,13 @@ class GenerationRuntime:
             expires = time.time() + settings.TENEX_STREAM_LEASE_SECONDS
             self.redis().zadd(LEASES_KEY, {f"{workspace_id}|{message_id}": expires})
 
-    def start(self, workspace_id: str, message_id: str) -> None:
+    def start(self, workspace_id: str, message_id: str, loaded: records.GenerationInput) -> None:
+        """Produce a reply this process leased at insert (`records.generation_input` read its input)."""
         # Before the request that sent the message starts reading it: its reader waits here, not in Redis.
         self.log.expect(message_id)
-        self.loop.call_soon_threadsafe(lambda: self._keep(self.loop.create_task(self._generate(workspace_id, message_id))))
+        self.loop.call_soon_threadsafe(
+            lambda: self._keep(self.loop.create_task(self._generate(workspace_id, message_id, loaded)))
+        )
 
     def request_cancel(self, message_id: str) -> None:
         """Ask whichever process produces this message to stop (safe to call from any thread)."""
@@ -292,15 +296,11 @@ class GenerationRuntime:
         if generation.publish_error is not None:
             raise generation.publish_error
 
-    async def _generate(self, workspace_id: str, message_id: str) -> None:
-        generation = ActiveGeneration(workspace_id=workspace_id, message_id=message_id)
+    async def _generate(self, workspace_id: str, message_id: str, loaded: records.GenerationInput) -> None:
+        generation = ActiveGeneration(workspace_id=workspace_id, message_id=message_id, thread_id=loaded.thread_id)
+        generation.known = (loaded.thread_id, loaded.created_at)
         self.active[message_id] = generation
         try:
-            loaded = await self.db(records.claim_generation, workspace_id, message_id, self.producer_id)
-            if loaded is None:
-                return
-            generation.thread_id = loaded.thread_id
-            generation.renewed_at = time.monotonic()
             generation.claimed = True  # from now on the checkpointer saves it and renews its lease
             if await self._cancel_was_requested(message_id):
                 generation.cancel.set()
@@ -369,7 +369,8 @@ class GenerationRuntime:
         # The outcome is recorded with the number its terminal event is about to take.
         outcome = replace(generation.state, seq=generation.state.seq + 1)
         message = await self.db(
-            records.finalize, generation.workspace_id, generation.message_id, self.producer_id, outcome, status, error
+            records.finalize, generation.workspace_id, generation.message_id, self.producer_id, outcome, status, error,
+            generation.known,
         )
         if message is None:
             return  # another process ended it (our lease lapsed); its ending stands

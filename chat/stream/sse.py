@@ -29,12 +29,8 @@ READ_RETRY_SECONDS = 10.0
 
 logger = logging.getLogger(__name__)
 
-_message_state = database_sync_to_async(records.message_state)
-
-
-@database_sync_to_async
-def _release_connection() -> None:
-    """Nothing: `database_sync_to_async` closes the thread's finished connection (back to the pool)."""
+# Any worker thread: a stream is served from the event loop and owns no thread of its own.
+_message_state = database_sync_to_async(records.message_state, thread_sensitive=False)
 
 
 def fallback_events(state: records.MessageState, message_id: str, after_seq: int) -> list[dict]:
@@ -123,9 +119,7 @@ async def follow_events(workspace_id: str, message_id: str, after_seq: int) -> A
 async def follow(workspace_id: str, message_id: str, after_seq: int) -> AsyncIterator[bytes]:
     """`follow_events` as Server-Sent Events: each batch is one body chunk (one write, however many
     events), each quiet spell a `: ping` comment."""
-    # The view that returned this stream has committed; give its pooled connection back now rather
-    # than when the stream ends (this runs on that request's thread, as the view did).
-    await _release_connection()
+    # The request's handler (tenex.handler) has given the view's database connection back already.
     yield RETRY_HINT
     async for batch in follow_events(workspace_id, message_id, after_seq):
         yield b"".join(map(encode_sse, batch)) if batch else PING

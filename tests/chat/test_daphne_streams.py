@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -91,6 +92,16 @@ def servers(django_db_blocker):
 
 def headers(key: str, **extra: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}", **extra}
+
+
+def iter_events(response):
+    """SSE events from a streaming httpx response, one at a time, as they arrive."""
+    buffer = ""
+    for chunk in response.iter_text():
+        buffer += chunk
+        while "\n\n" in buffer:
+            block, buffer = buffer.split("\n\n", 1)
+            yield from parse_sse(block + "\n\n")
 
 
 def read_events(response, count: int | None = None) -> list[dict]:
@@ -220,3 +231,32 @@ def test_a_process_told_to_stop_finishes_its_replies_first(servers, alice, threa
     message = events[-1]["data"]["message"]
     assert message["status"] == "complete"
     assert joined_deltas(events) == message["content"] and len(events) > 10
+
+
+def test_open_streams_hold_no_request_thread_and_no_database_connection(alice, thread_id):
+    """Six replies stream at once from a process with two request threads and two pooled database
+    connections: each stream is served from the event loop, so requests keep being answered."""
+    threads = [alice.client.post(THREADS, {}, format="json").json()["id"] for _ in range(6)]
+    env = dict(
+        TENEX_DB_POOL="true", TENEX_DB_POOL_MIN="0", TENEX_DB_POOL_MAX="2", TENEX_DB_POOL_TIMEOUT="3",
+        TENEX_REQUEST_THREADS="2", TENEX_LOCAL_TOKEN_DELAY_MS="150",
+    )
+    with daphne_process(**env) as (base, _process), contextlib.ExitStack() as open_streams:
+        streams = []
+        for thread in threads:
+            response = open_streams.enter_context(httpx.stream(
+                "POST", f"{base}{THREADS}/{thread}/messages", json={"content": "Tell me everything about our pricing"},
+                headers=headers(alice.key, Accept="text/event-stream"), timeout=30,
+            ))
+            assert response.status_code == 200
+            events = iter_events(response)
+            streams.append((events, [next(events), next(events)]))
+        # Every stream is open and mid-reply; the process still answers at once.
+        started = time.monotonic()
+        listed = httpx.get(f"{base}{THREADS}", headers=headers(alice.key), timeout=10)
+        assert listed.status_code == 200 and time.monotonic() - started < 2
+        assert {thread["id"] for thread in listed.json()["results"]} >= set(threads)
+        for events, first in streams:
+            rest = list(events)
+            assert rest[-1]["event"] == "done"
+            assert joined_deltas(first + rest) == rest[-1]["data"]["message"]["content"]

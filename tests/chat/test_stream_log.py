@@ -11,7 +11,7 @@ import pytest
 import redis
 from django.conf import settings
 
-from chat.stream.events import make_event
+from chat.stream.events import encode_sse, make_event
 from chat.stream.log import MemoryStreamLog, RedisStreamLog
 from tests.chat.test_daphne_streams import free_port
 from tests.helpers import parse_sse, streamed_body
@@ -51,6 +51,29 @@ def test_a_batch_is_appended_whole_or_refused_whole(message_id, raw_redis):
     assert [event["seq"] for event in read] == [1, 2, 3, 4, 5, 6]
     assert stored_seqs(raw_redis, message_id) == [1, 2, 3, 4, 5, 6]
     assert 0 < raw_redis.ttl(RedisStreamLog.key(message_id)) <= settings.TENEX_STREAM_TTL_SECONDS
+
+
+def test_an_event_is_encoded_once_and_every_reader_sends_that_text(message_id, raw_redis):
+    log = RedisStreamLog(settings.REDIS_URL, mirror_seconds=30)
+    sent = events(message_id, 1, 2) + [
+        make_event(3, "done", message_id=message_id, thread_id="thr_x", message={"content": "w1 w2 \u00e9 \u2014"})
+    ]
+    wire = [encode_sse(event) for event in sent]
+
+    async def scenario():
+        assert await log.append(message_id, sent)
+        mirrored = await log.read(message_id, 0, block_seconds=0)
+        from_redis = await RedisStreamLog(settings.REDIS_URL, mirror_seconds=0).read(message_id, 0, block_seconds=0)
+        return mirrored, from_redis
+
+    mirrored, from_redis = asyncio.run(scenario())
+    stored = [fields[b"e"].decode() for _id, fields in raw_redis.xrange(RedisStreamLog.key(message_id))]
+    assert stored == [event.text() for event in sent]  # Redis holds the text SSE readers send
+    assert mirrored == from_redis == sent
+    assert [encode_sse(event) for event in mirrored] == [encode_sse(event) for event in from_redis] == wire
+    # The contract's spelling, non-ASCII text as is.
+    assert wire[0].startswith(b'id: 1\nevent: delta\ndata: {"seq": 1, "type": "delta", ')
+    assert "\u00e9 \u2014".encode() in wire[2]
 
 
 def test_the_mirror_serves_what_redis_holds_and_only_whole_logs(message_id, raw_redis):
@@ -124,7 +147,8 @@ def test_finished_memory_logs_expire_after_their_ttl():
     assert asyncio.run(scenario()) is False
 
 
-def test_readers_behind_the_mirrors_window_are_served_from_redis(message_id):
+def test_readers_behind_the_mirrors_window_are_served_from_redis(message_id, monkeypatch):
+    monkeypatch.setattr(RedisStreamLog, "MIRROR_EVENTS", 64)  # a window 300 events outgrow
     log = RedisStreamLog(settings.REDIS_URL, mirror_seconds=30)
 
     async def scenario():
@@ -140,7 +164,7 @@ def test_readers_behind_the_mirrors_window_are_served_from_redis(message_id):
     assert [event["seq"] for event in from_start] == list(range(1, 301))
     assert tail == events(message_id, 291, 300)
     held = log.mirror._events[message_id]
-    assert len(held) <= 2 * RedisStreamLog.MIRROR_EVENTS and held[-1]["seq"] == 300
+    assert len(held) <= 2 * 64 and held[-1]["seq"] == 300
 
 
 def test_append_many_answers_each_batch_on_its_own(message_id):

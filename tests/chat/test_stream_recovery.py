@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from agents.providers.base import Turn
 from agents.runtime import trim_history
-from chat.models import Message
+from chat.models import Message, Thread
 from chat.stream import records
 from chat.stream.log import RedisStreamLog, get_stream_log
 from chat.stream.runtime import LEASES_KEY, get_runtime
@@ -131,7 +131,7 @@ def test_a_long_thread_loads_only_the_history_the_budget_can_keep(alice, thread,
         reply = Message.objects.create(
             workspace_id=workspace.pk, thread_id=thread["id"], position=301, role="assistant", status="streaming",
         )
-    loaded = records.claim_generation(workspace.pk, reply.pk, "test-producer")
+        loaded = records.generation_input(workspace.pk, Thread.objects.get(pk=thread["id"]), reply.position, reply.created_at)
     history = loaded.request.history
     full = [Turn(role="user" if p % 2 else "assistant", content=f"turn {p} " + "x" * 400) for p in range(1, 301)]
     assert trim_history(list(history), 1000) == trim_history(full, 1000)
