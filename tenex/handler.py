@@ -8,7 +8,8 @@ that thread, one per request, lives as long as the response: an SSE stream keeps
 This handler loads the middleware chain in synchronous mode and runs `request_started`, the chain
 and the view in one call on `TENEX_REQUEST_THREADS` shared threads, then gives the thread's
 database connection back and sends the body from the event loop. Streaming bodies (SSE) stream
-there, with the client's disconnect cancelling them as in Django's handler, and hold no thread.
+there, with the client's disconnect cancelling them as in Django's handler, and hold no thread;
+their request is closed once the view has returned (a streaming body must not read the request).
 """
 
 from __future__ import annotations
@@ -63,6 +64,12 @@ class PooledThreadASGIHandler(ASGIHandler):
         if response.streaming:
             if isinstance(response, FileResponse):
                 response.block_size = self.chunk_size
+            if request is not None:
+                # The view has read what it needs: close the request now rather than when the body
+                # ends, so an open stream does not keep it (headers, body, user, scope) alive.
+                with suppress(ValueError):
+                    response._resource_closers.remove(request.close)
+                request.close()
             # The body streams from the event loop: this thread moves on, its connection goes back.
             close_old_connections()
         else:
@@ -71,13 +78,26 @@ class PooledThreadASGIHandler(ASGIHandler):
 
     async def _stream(self, response, receive, send) -> None:
         """Send a streaming body; a client that disconnects cancels it (its iterator is closed)."""
-        sending = asyncio.ensure_future(self.send_response(response, send))
-        listening = asyncio.ensure_future(self.listen_for_disconnect(receive))
+        sending = asyncio.current_task()
+        gone = False
+
+        async def listen() -> None:
+            nonlocal gone
+            with suppress(RequestAborted):
+                await self.listen_for_disconnect(receive)
+            gone = True
+            sending.cancel()
+
+        listening = asyncio.ensure_future(listen())
         try:
-            await asyncio.wait({sending, listening}, return_when=asyncio.FIRST_COMPLETED)
+            await self.send_response(response, send)
+        except asyncio.CancelledError:
+            if not gone:
+                raise  # cancelled from outside (the server is stopping), not by the client leaving
         finally:
-            for task in (sending, listening):
-                if not task.done():
-                    task.cancel()
-                with suppress(asyncio.CancelledError, RequestAborted):
-                    await task
+            if not listening.done():
+                listening.cancel()
+                with suppress(asyncio.CancelledError):
+                    await listening
+            if gone:
+                sending.uncancel()  # the cancel this function asked for is spent, whenever it landed

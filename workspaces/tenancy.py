@@ -23,6 +23,7 @@ ALL_SCOPES = (
     "agents:read",
     "agents:write",
 )
+_EVERY_SCOPE = frozenset(ALL_SCOPES)  # one shared set: a scope is built per request and per reply
 
 
 @dataclass(frozen=True)
@@ -31,7 +32,7 @@ class Scope:
 
     workspace_id: str
     user_id: str | None
-    scopes: frozenset[str] = field(default_factory=lambda: frozenset(ALL_SCOPES))
+    scopes: frozenset[str] = field(default_factory=lambda: _EVERY_SCOPE)
     key_id: str | None = None
     is_service: bool = False
 

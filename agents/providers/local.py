@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from typing import AsyncIterator
+from typing import AsyncIterator, Iterator
 
 from django.conf import settings
 
@@ -31,9 +31,10 @@ MAX_QUOTES = 3
 MAX_QUERY_CHARS = 500
 
 
-def split_words(text: str) -> list[str]:
-    """One chunk per word with its trailing whitespace; the chunks join back to `text` exactly."""
-    return _CHUNKS.findall(text)
+def split_words(text: str) -> Iterator[str]:
+    """One chunk per word with its trailing whitespace, lazily (a slow reply holds its text, not a
+    list of its words); the chunks join back to `text` exactly."""
+    return (match.group() for match in _CHUNKS.finditer(text))
 
 
 def _question_and_attachments(turn: Turn) -> tuple[str, list[str]]:
@@ -69,12 +70,13 @@ class LocalProvider:
             yield Usage(input_tokens=input_tokens, output_tokens=0)
             return
         reply = self.compose(request.system, question, titles, results)
-        words = split_words(reply)
-        for index, word in enumerate(words):
-            if index:
+        count = 0
+        for word in split_words(reply):
+            if count:
                 await asyncio.sleep(self.delay)
+            count += 1
             yield TextDelta(word)
-        yield Usage(input_tokens=input_tokens, output_tokens=len(words))
+        yield Usage(input_tokens=input_tokens, output_tokens=count)
 
     @staticmethod
     def _passages(results: list[Turn]) -> list[dict]:

@@ -156,8 +156,9 @@ class MemoryStreamLog:
             entry = (asyncio.get_running_loop(), waiter)
             self._waiters[message_id].add(entry)
         try:
-            await asyncio.wait_for(waiter.wait(), timeout=block_seconds)
-        except asyncio.TimeoutError:
+            async with asyncio.timeout(block_seconds):  # no task of its own, unlike wait_for
+                await waiter.wait()
+        except TimeoutError:
             pass
         finally:
             with self._lock:

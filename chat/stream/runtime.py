@@ -55,7 +55,8 @@ class ActiveGeneration:
     message_id: str
     thread_id: str = ""
     known: tuple[str, Any] | None = None  # the reply's (thread id, created_at), for its ending
-    cancel: asyncio.Event = field(default_factory=asyncio.Event)
+    stopped: bool = False  # cancelled, lost, or out of time: produce no more
+    consuming: asyncio.Task | None = None  # the provider loop, while it runs
     state: records.GenerationState = field(default_factory=records.GenerationState)
     lost: bool = False  # another process ended this message (our lease had lapsed)
     stopping: bool = False  # the process is exiting and could not wait for this reply to finish
@@ -67,6 +68,12 @@ class ActiveGeneration:
     claimed: bool = False
     saved_version: int = -1
     renewed_at: float = field(default_factory=time.monotonic)
+
+    def stop(self) -> None:
+        """Stop producing (cancels the provider call at its next await); safe to call again."""
+        self.stopped = True
+        if self.consuming is not None and not self.consuming.done():
+            self.consuming.cancel()
 
 
 class GenerationRuntime:
@@ -123,7 +130,7 @@ class GenerationRuntime:
     def _stop_all(self) -> None:
         for generation in self.active.values():
             generation.stopping = True
-            generation.cancel.set()
+            generation.stop()
 
     def shutdown(self) -> None:
         """Stop the loop's tasks and the loop (at interpreter exit); once."""
@@ -199,7 +206,7 @@ class GenerationRuntime:
     def _cancel_local(self, message_id: str) -> None:
         generation = self.active.get(message_id)
         if generation is not None:
-            generation.cancel.set()
+            generation.stop()
         else:
             # The cancel may beat the generation's start on this loop: remember it for a while.
             self._early_cancels[message_id] = time.monotonic()
@@ -278,10 +285,10 @@ class GenerationRuntime:
                 if isinstance(result, Exception):
                     generation.pending[:0] = batch  # kept, in order, for `_drain` to retry
                     generation.publish_error = result
-                    generation.cancel.set()  # stop producing what could not be delivered
+                    generation.stop()  # stop producing what could not be delivered
                 elif not result:
                     generation.lost = True  # another process ended this message: its ending stands
-                    generation.cancel.set()
+                    generation.stop()
 
     async def _drain(self, generation: ActiveGeneration) -> None:
         """Wait until every published event is in the log, retrying once after a failed round;
@@ -303,7 +310,7 @@ class GenerationRuntime:
         try:
             generation.claimed = True  # from now on the checkpointer saves it and renews its lease
             if await self._cancel_was_requested(message_id):
-                generation.cancel.set()
+                generation.stop()
             try:
                 status, error = await self._produce(generation, loaded)
             finally:
@@ -329,16 +336,18 @@ class GenerationRuntime:
 
     async def _produce(self, generation: ActiveGeneration, loaded: records.GenerationInput) -> tuple[str, dict | None]:
         """Run the assistant until it ends or the generation is cancelled (which cancels the provider call)."""
-        consuming = asyncio.ensure_future(self._consume(generation, loaded))
-        cancelled = asyncio.ensure_future(generation.cancel.wait())
+        consuming = generation.consuming = asyncio.ensure_future(self._consume(generation, loaded))
+        if generation.stopped:
+            consuming.cancel()  # cancelled before it started
         try:
-            await asyncio.wait({consuming, cancelled}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait((consuming,))  # this task cancelled (the process stops): so is the provider call
+        except asyncio.CancelledError:
+            consuming.cancel()
+            with suppress(asyncio.CancelledError):
+                await consuming
+            raise
         finally:
-            cancelled.cancel()
-            if not consuming.done():
-                consuming.cancel()
-                with suppress(asyncio.CancelledError):
-                    await consuming
+            generation.consuming = None
         if consuming.cancelled():
             return ("interrupted", None) if generation.lost else ("cancelled", None)
         return consuming.result()
@@ -424,7 +433,7 @@ class GenerationRuntime:
                     generation.renewed_at = renewed
                 elif generation.claimed:  # not a reply that ended meanwhile: another process took it
                     generation.lost = True
-                    generation.cancel.set()
+                    generation.stop()
             await self._track_leases([(g.workspace_id, g.message_id) for g in due if g.message_id in owned])
 
     # --- leases and orphans -------------------------------------------------------------------
