@@ -285,12 +285,12 @@ class RedisStreamLog:
         pending = [index for index, (_message_id, events) in enumerate(batches) if events]
         results: list[bool | Exception] = [True] * len(batches)
         for attempt in range(2):
-            pipe = entry.client.pipeline(transaction=False)
+            commands = []
             for index in pending:
                 message_id, events = batches[index]
                 payloads = [event_text(event) for event in events]  # the SSE readers' text too
-                pipe.evalsha(_APPEND_SHA, 1, self.key(message_id), self._maxlen, self._ttl, events[0]["seq"], *payloads)
-            replies = await pipe.execute(raise_on_error=False)
+                commands.append((_APPEND_SHA, 1, self.key(message_id), self._maxlen, self._ttl, events[0]["seq"], *payloads))
+            replies = await self._evalsha_all(entry.client, commands)
             missing = []
             for index, reply in zip(pending, replies, strict=True):
                 if isinstance(reply, redis.exceptions.NoScriptError) and attempt == 0:
@@ -309,6 +309,22 @@ class RedisStreamLog:
                     # Only logs mirrored from their start: a reader there must never miss an event.
                     self.mirror.append_now(message_id, events)
         return results
+
+    @staticmethod
+    async def _evalsha_all(client, commands: list[tuple]) -> list:
+        """One round trip for all the appends; a Redis error reply comes back in its place, not raised.
+        A lone append (the common case under light load) skips the pipeline's own cost."""
+        import redis
+
+        if len(commands) == 1:
+            try:
+                return [await client.evalsha(*commands[0])]
+            except redis.exceptions.ResponseError as exc:  # NoScriptError among them
+                return [exc]
+        pipe = client.pipeline(transaction=False)
+        for command in commands:
+            pipe.evalsha(*command)
+        return await pipe.execute(raise_on_error=False)
 
     async def read(self, message_id: str, after_seq: int, *, block_seconds: float) -> list[Event]:
         if self.mirror is not None:

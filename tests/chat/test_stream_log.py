@@ -262,3 +262,20 @@ def test_a_reader_gives_up_when_redis_stays_down(monkeypatch):
     log = RedisStreamLog(f"redis://127.0.0.1:{free_port()}/0", mirror_seconds=0)
     with pytest.raises(redis.ConnectionError):
         asyncio.run(sse._read(log, "msg_down", 0, 0))
+
+
+def test_appends_survive_redis_forgetting_the_append_script(message_id, raw_redis):
+    log = RedisStreamLog(settings.REDIS_URL, mirror_seconds=0)
+    other = f"{message_id}b"
+
+    async def scenario():
+        assert await log.append(message_id, events(message_id, 1, 2))
+        raw_redis.script_flush()  # as after a Redis restart: EVALSHA answers NOSCRIPT
+        assert await log.append(message_id, events(message_id, 3, 4))  # a lone append
+        raw_redis.script_flush()
+        return await log.append_many([(message_id, events(message_id, 5, 5)), (other, events(other, 1, 1))])
+
+    assert asyncio.run(scenario()) == [True, True]
+    assert stored_seqs(raw_redis, message_id) == [1, 2, 3, 4, 5]
+    assert stored_seqs(raw_redis, other) == [1]
+    raw_redis.delete(RedisStreamLog.key(other))
