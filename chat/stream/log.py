@@ -216,7 +216,8 @@ def async_redis_client(url: str):
 
     return aioredis.Redis.from_url(
         url,
-        socket_connect_timeout=2,
+        # Generous: on a saturated event loop a connect to a healthy Redis can take seconds.
+        socket_connect_timeout=10,
         # Above the longest XREAD BLOCK a reader asks for, so a quiet stream never looks like a
         # dead socket.
         socket_timeout=max(30, settings.TENEX_STREAM_LEASE_SECONDS + 10),
@@ -357,7 +358,8 @@ class RedisStreamLog:
             self.mirror.abandon(message_id)
 
     async def finish(self, message_id: str) -> None:
-        await self._client().client.expire(self.key(message_id), self._ttl)
+        # Nothing to tell Redis: the append that wrote the terminal event set the TTL (every append
+        # does), so a finished reply costs no extra round trip, and cannot fail after its ending.
         if self.mirror is not None:
             await self.mirror.finish(message_id)
 

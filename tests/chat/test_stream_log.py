@@ -216,6 +216,9 @@ def test_the_post_that_streams_its_reply_never_reads_redis(alice, settings):
     events = parse_sse(streamed_body(sent))
     assert events[-1]["event"] == "done"
     assert xreads() == before
+    # The append that wrote the ending set the log's lifetime: at least 24 h from the end.
+    ttl = client.ttl(RedisStreamLog.key(events[-1]["data"]["message_id"]))
+    assert 24 * 3600 <= ttl <= settings.TENEX_STREAM_TTL_SECONDS
     client.close()
 
 
