@@ -13,7 +13,8 @@ from typing import Any, Literal
 EventType = Literal["delta", "tool_call", "done", "error"]
 
 # The contract's own spelling of an event (API.md, "The stream"): `{"seq": 7, "type": "delta", ...}`.
-_SEPARATORS = (", ", ": ")
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(", ", ": "))
+_encode_string = json.encoder.encode_basestring  # a JSON string literal, as _ENCODER writes one
 
 
 class Event(dict):
@@ -34,11 +35,29 @@ class Event(dict):
 
     def text(self) -> str:
         if self._text is None:
-            self._text = json.dumps(self, ensure_ascii=False, separators=_SEPARATORS)
+            self._text = _delta_text(self) if self.get("type") == "delta" else _ENCODER.encode(self)
         return self._text
 
     def __reduce__(self):  # copies and pickles are plain events with the same text
         return (Event, (dict(self), self._text))
+
+
+_DELTA_KEYS = ("seq", "type", "message_id", "thread_id", "delta", "tool_call")
+
+
+def _delta_text(event: dict[str, Any]) -> str:
+    """A delta's text, the same characters `_ENCODER` would write, without its per-object walk:
+    deltas are nearly every event, and only their `delta` string needs escaping."""
+    if (
+        tuple(event) != _DELTA_KEYS or event["tool_call"] is not None or type(event["seq"]) is not int
+        or not all(type(event[key]) is str for key in ("message_id", "thread_id", "delta"))
+    ):
+        return _ENCODER.encode(event)
+    return (
+        f'{{"seq": {event["seq"]}, "type": "delta", "message_id": {_encode_string(event["message_id"])}, '
+        f'"thread_id": {_encode_string(event["thread_id"])}, "delta": {_encode_string(event["delta"])}, '
+        f'"tool_call": null}}'
+    )
 
 
 def make_event(
@@ -60,7 +79,7 @@ def event_text(event: dict[str, Any]) -> str:
     """The event's JSON text: encoded once for an `Event`, on demand for any other mapping."""
     if isinstance(event, Event):
         return event.text()
-    return json.dumps(event, ensure_ascii=False, separators=_SEPARATORS)
+    return _ENCODER.encode(event)
 
 
 def encode_sse(event: dict[str, Any]) -> bytes:

@@ -45,6 +45,18 @@ CHECKPOINT_SECONDS = 1.0
 FILE_CLEANUP_SECONDS = 3600.0
 
 
+def utf8_safe(text: str) -> str:
+    """`text`, with any lone surrogate (a provider's JSON may carry "\\ud800") replaced by "?":
+    the log, the wire and the database all need text that encodes as UTF-8."""
+    if text.isascii():
+        return text
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "replace").decode()
+    return text
+
+
 def cancel_key(message_id: str) -> str:
     return f"tenex:cancel:{{{message_id}}}"
 
@@ -358,10 +370,11 @@ class GenerationRuntime:
         try:
             async for event in events:
                 if isinstance(event, TextDelta):
+                    text = utf8_safe(event.text)
                     # State first, then the log: content is always exactly the joined deltas.
-                    state.content += event.text
+                    state.content += text
                     state.version += 1
-                    self._publish(generation, "delta", delta=event.text)
+                    self._publish(generation, "delta", delta=text)
                 elif isinstance(event, ToolCallUpdate):
                     state.record_tool_call(event.envelope)
                     self._publish(generation, "tool_call", tool_call=event.envelope)
