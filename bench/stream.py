@@ -1064,8 +1064,9 @@ def main() -> int:
             p99 = percentile(tenex_r.ttfd_ms(), 99) - percentile(bare_r.ttfd_ms(), 99)
             print(f"{bare_r.concurrency:>5} {ratio * 100:>19.1f}% {fmt(p50):>12} ms {fmt(p99):>12} ms")
         print()
-        print("tenex TTFD p50 split: request -> response head (view: auth, 2 inserts, commit) | head -> first event "
-              "(claim, lease, provider round 1, tool_call running) | first event -> first delta (search_knowledge, round 2)")
+        print("tenex TTFD p50 split: request -> response head (view: auth, 2 inserts, history, commit) | head -> first "
+              "event (generation start, provider round 1, tool_call running) | first event -> first delta "
+              "(search_knowledge, round 2)")
         for bare_r, tenex_r in pairs:
             parts = [fmt(percentile(tenex_r.part_ms(name), 50)) for name in ("head", "start", "tool")]
             bare_head = fmt(percentile(bare_r.part_ms("head"), 50))

@@ -113,7 +113,7 @@ class GenerationRuntime:
     def _run_loop(self) -> None:
         asyncio.set_event_loop(self.loop)
         self.loop.call_soon(self._ready.set)
-        self._keep(self.loop.create_task(self._sweep_forever()))
+        self._sweeper = self._keep(self.loop.create_task(self._sweep_forever()))
         self._keep(self.loop.create_task(self._checkpoint_forever()))
         if self.redis_url:
             self._keep(self.loop.create_task(self._listen_for_cancels()))
@@ -128,6 +128,8 @@ class GenerationRuntime:
     def drain(self, seconds: float) -> None:
         """At exit: let the replies in progress finish for up to `seconds`, then end the rest as
         `interrupted` at once (their readers get `error` now, not when the lease lapses)."""
+        # No more sweeps: the thread pools they need close right after this.
+        self.loop.call_soon_threadsafe(self._sweeper.cancel)
         deadline = time.monotonic() + seconds
         while self.active and time.monotonic() < deadline:
             time.sleep(0.05)
