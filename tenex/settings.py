@@ -100,6 +100,10 @@ if DATABASE_URL:
     else:
         _db["CONN_MAX_AGE"] = env_int("TENEX_DB_CONN_MAX_AGE", 0 if TESTING else 60, minimum=0)
     _db["CONN_HEALTH_CHECKS"] = True
+    # Parameters bound by the server, so psycopg prepares the statements a connection runs often
+    # (after 5 runs) and PostgreSQL stops planning them anew each time. Turn off behind a pooler
+    # that cannot keep prepared statements (PgBouncer in transaction mode before 1.21).
+    _db["OPTIONS"]["server_side_binding"] = env_bool("TENEX_DB_SERVER_SIDE_BINDING", True)
     # One test database per test run, so parallel runs on one server never collide.
     _db["TEST"] = {"NAME": env_str("TENEX_TEST_DATABASE_NAME", f"test_{_db['NAME']}_{os.getpid()}")}
     DATABASES = {"default": _db}
