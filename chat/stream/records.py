@@ -255,7 +255,7 @@ def finalize(
         # Replies carry no attachments: the message as it now stands, serialized without a query.
         message = Message(
             pk=message_id, workspace_id=workspace_id, thread_id=thread_id, role=Message.Role.ASSISTANT,
-            created_at=created_at, producer=producer or "", **ending,
+            created_at=created_at, **ending,
         )
         message._prefetched_objects_cache = {"attachments": known_queryset(message.attachments.all(), [])}
         return message_data(message)

@@ -23,6 +23,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from functools import partial
 from typing import Any, Callable
 
@@ -66,7 +67,7 @@ class ActiveGeneration:
     workspace_id: str
     message_id: str
     thread_id: str = ""
-    known: tuple[str, Any] | None = None  # the reply's (thread id, created_at), for its ending
+    created_at: datetime | None = None  # the reply's: its ending is recorded without reading it back
     stopped: bool = False  # cancelled, lost, or out of time: produce no more
     consuming: asyncio.Task | None = None  # the provider loop, while it runs
     state: records.GenerationState = field(default_factory=records.GenerationState)
@@ -318,8 +319,9 @@ class GenerationRuntime:
             raise generation.publish_error
 
     async def _generate(self, workspace_id: str, message_id: str, loaded: records.GenerationInput) -> None:
-        generation = ActiveGeneration(workspace_id=workspace_id, message_id=message_id, thread_id=loaded.thread_id)
-        generation.known = (loaded.thread_id, loaded.created_at)
+        generation = ActiveGeneration(
+            workspace_id=workspace_id, message_id=message_id, thread_id=loaded.thread_id, created_at=loaded.created_at
+        )
         self.active[message_id] = generation
         try:
             generation.claimed = True  # from now on the checkpointer saves it and renews its lease
@@ -394,7 +396,7 @@ class GenerationRuntime:
         outcome = replace(generation.state, seq=generation.state.seq + 1)
         message = await self.db(
             records.finalize, generation.workspace_id, generation.message_id, self.producer_id, outcome, status, error,
-            generation.known,
+            (generation.thread_id, generation.created_at),
         )
         if message is None:
             return  # another process ended it (our lease lapsed); its ending stands
