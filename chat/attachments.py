@@ -23,7 +23,7 @@ from django.utils import timezone
 from chat.models import Attachment, File, Thread
 from knowledge.models import Document
 from workspaces.errors import ReferenceNotFound
-from workspaces.tenancy import Scope
+from workspaces.tenancy import Scope, unique_or_none
 
 EXCERPT_MAX = 300
 CONTENT_MAX = 20_000
@@ -64,7 +64,7 @@ def excerpt_of(text: str, limit: int = EXCERPT_MAX) -> str:
 
 
 def _document_attachment(scope: Scope, document_id: str) -> dict[str, Any]:
-    document = Document.objects.for_scope(scope).filter(pk=document_id).first()
+    document = unique_or_none(Document.objects.for_scope(scope).filter(pk=document_id))
     if document is None:
         raise ReferenceNotFound(document_id)
     return {
@@ -103,7 +103,7 @@ def _lead_attachment(lead: Mapping[str, Any]) -> dict[str, Any]:
 def _file_attachment(scope: Scope, file_id: str, thread_id: str | None) -> dict[str, Any]:
     # Personal keys see only their own user's files (File.scope_owner_field); a file already in
     # another thread belongs to that thread now.
-    file = File.objects.for_scope(scope).filter(pk=file_id).first()
+    file = unique_or_none(File.objects.for_scope(scope).filter(pk=file_id))
     if file is None or (file.thread_id is not None and file.thread_id != thread_id):
         raise ReferenceNotFound(file_id)
     return {

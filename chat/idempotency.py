@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from chat.models import IdempotencyRecord
 from workspaces.errors import ApiError
-from workspaces.tenancy import Scope
+from workspaces.tenancy import Scope, unique_or_none
 
 TTL = timedelta(hours=24)
 MAX_KEY_LENGTH = 255
@@ -51,7 +51,9 @@ def idempotency_begin(*, scope: Scope, key: str, fingerprint: str) -> dict | Non
             )
             if not cursor.fetchone()[0]:
                 raise ApiError(409, "idempotency_in_flight", "A request with this Idempotency-Key is still in progress.")
-    record = IdempotencyRecord.objects.for_workspace(scope.workspace_id).filter(principal=principal, key=key).first()
+    record = unique_or_none(
+        IdempotencyRecord.objects.for_workspace(scope.workspace_id).filter(principal=principal, key=key)
+    )
     if record is not None and record.expires_at <= timezone.now():
         record.delete()
         record = None

@@ -167,8 +167,12 @@ class MessageSchema(serializers.ModelSerializer):
 
     @extend_schema_field(UsageSchema)
     def get_usage(self, message):
-        usage = message.usage or {}
-        return {"input_tokens": int(usage.get("input_tokens", 0)), "output_tokens": int(usage.get("output_tokens", 0))}
+        return _usage(message)
+
+    def to_representation(self, message):
+        # The fields above document the shape; `message_data` writes the same dict without
+        # building them (DRF builds a ModelSerializer's fields anew for every instance).
+        return message_data(message)
 
 
 class FileSchema(serializers.ModelSerializer):
@@ -189,8 +193,49 @@ class SendAcceptedSchema(serializers.Serializer):
     stream_url = serializers.URLField()
 
 
+_DATETIME = serializers.DateTimeField()  # unbound: formats by the DATETIME_FORMAT setting, as the schemas do
+
+
+def _datetime(value) -> str | None:
+    return None if value is None else _DATETIME.to_representation(value)
+
+
+def _text(value) -> str | None:
+    return None if value is None else str(value)
+
+
+def _usage(message: Message) -> dict:
+    usage = message.usage or {}
+    return {"input_tokens": int(usage.get("input_tokens", 0)), "output_tokens": int(usage.get("output_tokens", 0))}
+
+
+def _tool_call(call: dict) -> dict:
+    return {
+        "id": _text(call["id"]),
+        "name": _text(call["name"]),
+        "arguments": call["arguments"],
+        "result": call["result"],
+        "status": call["status"],
+    }
+
+
 def message_data(message: Message) -> dict:
-    return MessageSchema(message).data
+    """The message object of the API: what `MessageSchema` declares, field for field (tested)."""
+    error = message.error
+    return {
+        "id": _text(message.pk),
+        "object": "message",
+        "thread_id": _text(message.thread_id),
+        "role": message.role,
+        "content": _text(message.content),
+        "status": message.status,
+        "attachments": AttachmentSchema(message.attachments.all(), many=True).data,
+        "tool_calls": [_tool_call(call) for call in message.tool_calls],
+        "usage": _usage(message),
+        "error": None if error is None else {"code": _text(error["code"]), "message": _text(error["message"])},
+        "created_at": _datetime(message.created_at),
+        "completed_at": _datetime(message.completed_at),
+    }
 
 
 def thread_data(thread: Thread) -> dict:

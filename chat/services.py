@@ -15,7 +15,7 @@ from agents.models import Agent
 from chat.models import Attachment, File, Message, Thread
 from knowledge.models import Document
 from workspaces.errors import ReferenceNotFound
-from workspaces.tenancy import Scope
+from workspaces.tenancy import Scope, unique_or_none
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ def title_from_content(content: str) -> str:
 def _agent_in_scope(scope: Scope, agent_id: str | None) -> Agent | None:
     if not agent_id:
         return None
-    agent = Agent.objects.for_scope(scope).filter(pk=agent_id).first()
+    agent = unique_or_none(Agent.objects.for_scope(scope).filter(pk=agent_id))
     if agent is None:
         raise ReferenceNotFound(agent_id)
     return agent
@@ -98,7 +98,7 @@ def thread_update(*, scope: Scope, thread: Thread, changes: dict[str, Any]) -> T
     if changes.get("refresh_context"):
         agent = None
         if thread.agent_id:
-            agent = Agent.objects.for_scope(scope).filter(pk=thread.agent_id).first()
+            agent = unique_or_none(Agent.objects.for_scope(scope).filter(pk=thread.agent_id))
         thread.context = build_thread_context(workspace_id=scope.workspace_id, agent=agent)
         fields.append("context")
     if fields:
@@ -133,7 +133,7 @@ def thread_delete(*, scope: Scope, thread: Thread) -> None:
 
 def _lock_thread(scope: Scope, thread_id: str) -> Thread:
     # The row lock serialises appends to one thread, so positions never collide.
-    thread = Thread.objects.for_workspace(scope.workspace_id).select_for_update().filter(pk=thread_id).first()
+    thread = unique_or_none(Thread.objects.for_workspace(scope.workspace_id).select_for_update().filter(pk=thread_id))
     if thread is None:
         raise ReferenceNotFound(thread_id)
     return thread

@@ -34,7 +34,7 @@ from workspaces.authentication import (
 )
 from workspaces.ids import looks_like_id
 from workspaces.models import Membership
-from workspaces.tenancy import Scope, tenant_context
+from workspaces.tenancy import Scope, tenant_context, unique_or_none
 
 SIDEBAR_LIMIT = 100
 SEARCH_MAX = 500
@@ -138,7 +138,7 @@ def chat_index(request: HttpRequest, scope: Scope) -> HttpResponse:
 def thread_page(request: HttpRequest, scope: Scope, thread_id: str) -> HttpResponse:
     thread = None
     if looks_like_id(thread_id, "thr"):
-        thread = Thread.objects.for_scope(scope).filter(pk=thread_id).first()
+        thread = unique_or_none(Thread.objects.for_scope(scope).filter(pk=thread_id))
     if thread is None:
         # Not yours and does not exist read the same; nothing about the id is echoed.
         return render(request, "chat/not_found.html", sidebar_context(request, scope), status=404)

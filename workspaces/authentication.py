@@ -12,7 +12,7 @@ from rest_framework import authentication, exceptions
 
 from workspaces.keys import digest_matches, parse_key
 from workspaces.models import ApiKey, Membership
-from workspaces.tenancy import ALL_SCOPES, Scope
+from workspaces.tenancy import ALL_SCOPES, Scope, unique_or_none
 
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 UNAUTHORIZED_MESSAGE = "Missing or invalid API key."
@@ -46,7 +46,7 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         parsed = parse_key(raw.strip())
         if parsed is None:
             raise exceptions.AuthenticationFailed(UNAUTHORIZED_MESSAGE)
-        key = ApiKey.objects.filter(prefix=parsed.prefix).first()
+        key = unique_or_none(ApiKey.objects.filter(prefix=parsed.prefix))
         if key is None or not digest_matches(parsed.raw, key.secret_hash) or not key.is_usable():
             raise exceptions.AuthenticationFailed(UNAUTHORIZED_MESSAGE)
         self._touch(key)

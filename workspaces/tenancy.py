@@ -90,6 +90,16 @@ def tenant_context(workspace_id: str, *, using: str = "default") -> Iterator[Non
             set_database_workspace(previous, using=using)
 
 
+def unique_or_none(queryset: models.QuerySet):
+    """The row a lookup by a unique key finds, or None.
+
+    Unlike `.first()`, which orders by the model's ordering or the primary key, this sends no
+    ORDER BY: a unique key matches one row at most, and compiling the ordering costs the ORM about
+    as much again as the rest of a small query.
+    """
+    return next(iter(queryset.order_by()[:1]), None)
+
+
 class TenantQuerySet(models.QuerySet):
     """Querysets of workspace content; `for_scope` is the only door in."""
 

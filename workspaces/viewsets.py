@@ -13,7 +13,7 @@ from rest_framework import exceptions, viewsets
 from workspaces.ids import looks_like_id
 from workspaces.models import Membership
 from workspaces.pagination import KeysetPagination
-from workspaces.tenancy import Scope, set_database_workspace
+from workspaces.tenancy import Scope, set_database_workspace, unique_or_none
 
 
 class ScopedViewSetMixin:
@@ -57,7 +57,7 @@ class ScopedViewSetMixin:
         A malformed id (wrong prefix, 10 KB of garbage) never reaches the database.
         """
         if looks_like_id(object_id, prefix):
-            found = model.objects.for_scope(self.scope).filter(pk=object_id, **filters).first()
+            found = unique_or_none(model.objects.for_scope(self.scope).filter(pk=object_id, **filters))
             if found is not None:
                 return found
         raise exceptions.NotFound()

@@ -29,6 +29,9 @@ ATTACHMENT_MARKER = "\n\n--- Attachment: "
 _CHUNKS = re.compile(r"\S+\s*|\s+")
 MAX_QUOTES = 3
 MAX_QUERY_CHARS = 500
+# With no delay, words come in bursts, as a fast provider's tokens do when several arrive in one
+# network read: the event loop gets a turn every this many words, not after each one.
+BURST_WORDS = 64
 
 
 def split_words(text: str) -> Iterator[str]:
@@ -72,7 +75,7 @@ class LocalProvider:
         reply = self.compose(request.system, question, titles, results)
         count = 0
         for word in split_words(reply):
-            if count:
+            if count and (self.delay or count % BURST_WORDS == 0):
                 await asyncio.sleep(self.delay)
             count += 1
             yield TextDelta(word)

@@ -52,6 +52,10 @@ class StreamLog(Protocol):
         """This process will not produce the message after all (another process ended it first)."""
         ...
 
+    def expected_here(self, message_id: str) -> bool:
+        """This process produces the message and its readers here will be woken by what it appends."""
+        ...
+
     async def finish(self, message_id: str) -> None:
         """The message ended: keep its log for TENEX_STREAM_TTL_SECONDS more, then let it go."""
         ...
@@ -100,16 +104,18 @@ class MemoryStreamLog:
         return True
 
     def expect(self, message_id: str) -> None:
-        if self._keep_last is not None:  # a mirror: hold the (empty) log so its readers wait here
-            with self._lock:
-                self._events.setdefault(message_id, [])
+        # Hold the (empty) log, so that its readers know to wait here for the first events.
+        with self._lock:
+            self._events.setdefault(message_id, [])
 
     def abandon(self, message_id: str) -> None:
-        if self._keep_last is not None:
-            with self._lock:
-                held = self._events.get(message_id)
-            if held is not None and not held:
-                self.drop(message_id)
+        with self._lock:
+            held = self._events.get(message_id)
+        if held is not None and not held:
+            self.drop(message_id)
+
+    def expected_here(self, message_id: str) -> bool:
+        return message_id in self._events
 
     def drop(self, message_id: str) -> None:
         """Forget a log now; blocked readers wake and find nothing here."""
@@ -356,6 +362,9 @@ class RedisStreamLog:
     def abandon(self, message_id: str) -> None:
         if self.mirror is not None:
             self.mirror.abandon(message_id)
+
+    def expected_here(self, message_id: str) -> bool:
+        return self.mirror is not None and self.mirror.expected_here(message_id)
 
     async def finish(self, message_id: str) -> None:
         # Nothing to tell Redis: the append that wrote the terminal event set the TTL (every append

@@ -21,7 +21,7 @@ from agents.context import system_prompt_for
 from agents.providers.base import Turn
 from agents.runtime import CHARS_PER_TOKEN, AssistantRequest
 from chat.models import Attachment, Message, Thread
-from workspaces.tenancy import Scope, set_database_workspace, tenant_context
+from workspaces.tenancy import Scope, set_database_workspace, tenant_context, unique_or_none
 
 DEFAULT_OPEN_TOOLS = ("search_knowledge", "run_agent")
 ATTACHMENT_MARKER = "\n\n--- Attachment: "
@@ -276,7 +276,7 @@ def message_state(workspace_id: str, message_id: str) -> MessageState | None:
     from chat.schemas import message_data
 
     with tenant_context(workspace_id):
-        message = Message.objects.for_workspace(workspace_id).filter(pk=message_id).first()
+        message = unique_or_none(Message.objects.for_workspace(workspace_id).filter(pk=message_id))
         if message is None:
             return None
         final = message.status != Message.Status.STREAMING

@@ -75,8 +75,8 @@ async def follow_events(workspace_id: str, message_id: str, after_seq: int) -> A
     final_seen_at: float | None = None
     first = True  # the first look does not block: a finished message with no log answers at once
     while True:
-        wait = 0 if first else max(0.05, min(check_every, ping_every - (time.monotonic() - last_sent)))
-        first = False
+        first_look, first = first, False
+        wait = 0 if first_look else max(0.05, min(check_every, ping_every - (time.monotonic() - last_sent)))
         events = await _read(log, message_id, last_seq, wait)
         if events:
             batch = []
@@ -93,6 +93,8 @@ async def follow_events(workspace_id: str, message_id: str, after_seq: int) -> A
                 if batch[-1]["type"] in TERMINAL_TYPES:
                     return
             continue
+        if first_look and log.expected_here(message_id):
+            continue  # the first look, at a reply this process is starting: its events wake us
         state = await _message_state(workspace_id, message_id)
         if state is None:  # the thread was deleted under us
             yield [

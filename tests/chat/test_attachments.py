@@ -186,3 +186,49 @@ def test_attachments_read_back_on_the_message_and_stay_true_after_edits(alice, w
     assert data["attachments"][0]["excerpt"] == "Pro costs 20 dollars."
     assert data["attachments"][1]["lead"] == LEAD
 
+
+
+def test_the_message_object_is_what_its_schema_declares(alice, workspace):
+    """`message_data` writes the message object by hand (fast); DRF's own rendering of the declared
+    fields must give the same JSON, for every kind of message."""
+    from datetime import datetime, timezone as dt_timezone
+
+    from rest_framework import serializers
+    from rest_framework.renderers import JSONRenderer
+
+    from chat.models import Message
+    from chat.schemas import MessageSchema
+    from tests.factories import MessageFactory
+
+    document = DocumentFactory(workspace=workspace, title="Pricing", body="Pro costs 20 dollars.")
+    file = upload_as(alice, workspace)
+    thread = ThreadFactory(workspace=workspace, user=alice.user)
+    scope = scope_of(alice, workspace)
+    resolved = resolve(
+        scope,
+        [{"type": "knowledge_document", "document_id": document.pk}, {"type": "lead", "lead": LEAD},
+         {"type": "file", "file_id": file.pk}],
+        thread_id=thread.pk,
+    )
+    with tenant_context(workspace.pk):
+        messages = [
+            services.message_append(scope=scope, thread=thread, role="user", content="  see ☕ attached\n",
+                                    attachments=resolved),
+            MessageFactory(
+                thread=thread, position=2, role=Message.Role.ASSISTANT, status=Message.Status.FAILED, content="partial",
+                tool_calls=[{"id": "call_1", "name": "search_knowledge", "arguments": {"query": "é"},
+                             "result": {"results": [1, None]}, "status": "complete"}],
+                usage={"input_tokens": 12, "output_tokens": 3},
+                error={"code": "provider_error", "message": "The provider failed."},
+                created_at=datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=dt_timezone.utc),
+            ),
+            MessageFactory(thread=thread, position=3, role=Message.Role.ASSISTANT, status=Message.Status.STREAMING,
+                           completed_at=None, usage={}),
+        ]
+        for message in messages:
+            message = Message.objects.for_workspace(workspace.pk).get(pk=message.pk)
+            declared = serializers.ModelSerializer.to_representation(MessageSchema(), message)
+            written = message_data(message)
+            assert list(written) == list(declared)
+            assert JSONRenderer().render(written) == JSONRenderer().render(declared)
+        assert len(message_data(messages[0])["attachments"]) == 3
