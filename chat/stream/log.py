@@ -20,7 +20,7 @@ import hashlib
 import threading
 import time
 import weakref
-from collections import defaultdict
+from collections import defaultdict, deque
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -69,11 +69,17 @@ class MemoryStreamLog:
 
     EXPIRY_CHECK_SECONDS = 1.0
 
-    def __init__(self, ttl_seconds: int | float | None = None, keep_last: int | None = None):
-        # keep_last: hold only each log's newest events (a mirror: older ones are in Redis).
+    def __init__(
+        self, ttl_seconds: int | float | None = None, keep_last: int | None = None, keep_seconds: float | None = None
+    ):
+        # A mirror holds only each log's newest events (older ones are in Redis): at most `keep_last`,
+        # and only those appended in the last `keep_seconds` (but always the newest batch).
         self._keep_last = keep_last
+        self._keep_seconds = keep_seconds
         self._lock = threading.Lock()
         self._events: dict[str, list[Event]] = {}
+        # Per log, when each batch was appended and the seq it ended with (only with keep_seconds).
+        self._batches: dict[str, deque[tuple[float, int]]] = {}
         self._expires: dict[str, float] = {}
         self._next_expiry_check = 0.0
         self._waiters: dict[str, set[tuple[asyncio.AbstractEventLoop, asyncio.Event]]] = defaultdict(set)
@@ -97,11 +103,34 @@ class MemoryStreamLog:
             if events[0]["seq"] <= last:
                 return False
             logged.extend(events)
+            if self._keep_seconds is not None:
+                self._trim_older(message_id, logged, events[-1]["seq"])
             if self._keep_last is not None and len(logged) > 2 * self._keep_last:
                 del logged[: len(logged) - self._keep_last]  # trimmed in steps, not on every append
             waiters = self._waiters.pop(message_id, ())
         self._wake(waiters)
         return True
+
+    def _trim_older(self, message_id: str, logged: list[Event], last_seq: int) -> None:
+        """Forget the batches appended more than `keep_seconds` ago (under the lock).
+
+        The readers here took them long ago; one that fell further behind than that, or starts
+        later from an early seq, reads them from Redis. The newest batch always stays, so the
+        first seq held tells a reader whether the mirror can serve it. A slow reply (a token every
+        few seconds) holds a couple of events this way, not every event it produced.
+        """
+        now = time.monotonic()
+        batches = self._batches.setdefault(message_id, deque())
+        batches.append((now, last_seq))
+        cutoff = now - self._keep_seconds
+        forget_through = None
+        while len(batches) > 1 and batches[0][0] < cutoff:
+            forget_through = batches.popleft()[1]
+        if forget_through is not None:
+            cut = 0
+            while cut < len(logged) - 1 and logged[cut]["seq"] <= forget_through:
+                cut += 1
+            del logged[:cut]
 
     def expect(self, message_id: str) -> None:
         # Hold the (empty) log, so that its readers know to wait here for the first events.
@@ -121,6 +150,7 @@ class MemoryStreamLog:
         """Forget a log now; blocked readers wake and find nothing here."""
         with self._lock:
             self._events.pop(message_id, None)
+            self._batches.pop(message_id, None)
             self._expires.pop(message_id, None)
             waiters = self._waiters.pop(message_id, ())
         self._wake(waiters)
@@ -196,6 +226,7 @@ class MemoryStreamLog:
             for message_id in gone:
                 self._expires.pop(message_id, None)
                 self._events.pop(message_id, None)
+                self._batches.pop(message_id, None)
 
 
 # Appends a batch atomically: refused whole when its first seq is not above the stream's last entry,
@@ -251,6 +282,9 @@ class RedisStreamLog:
     # falls further behind than this, which a provider faster than the reader's client can cause,
     # reads the older ones from Redis; 1,024 holds a whole typical reply (about 1 KiB an event).
     MIRROR_EVENTS = 1024
+    # ...and only those appended in the last this many seconds: a local reader takes each batch
+    # within milliseconds, so a slow reply need not keep every token it produced in memory.
+    MIRROR_SECONDS = 2.0
 
     def __init__(self, url: str, mirror_seconds: float | None = None):
         self._url = url
@@ -261,7 +295,9 @@ class RedisStreamLog:
         self._maxlen = settings.TENEX_STREAM_MAXLEN
         self._ttl = settings.TENEX_STREAM_TTL_SECONDS
         linger = settings.TENEX_STREAM_MIRROR_SECONDS if mirror_seconds is None else mirror_seconds
-        self.mirror = MemoryStreamLog(ttl_seconds=linger, keep_last=self.MIRROR_EVENTS) if linger > 0 else None
+        self.mirror = MemoryStreamLog(
+            ttl_seconds=linger, keep_last=self.MIRROR_EVENTS, keep_seconds=self.MIRROR_SECONDS
+        ) if linger > 0 else None
 
     @staticmethod
     def key(message_id: str) -> str:

@@ -167,6 +167,34 @@ def test_readers_behind_the_mirrors_window_are_served_from_redis(message_id, mon
     assert len(held) <= 2 * 64 and held[-1]["seq"] == 300
 
 
+def test_the_mirror_forgets_old_batches_of_a_slow_reply_and_redis_serves_them(message_id, monkeypatch):
+    monkeypatch.setattr(RedisStreamLog, "MIRROR_SECONDS", 0.2)
+    log = RedisStreamLog(settings.REDIS_URL, mirror_seconds=30)
+
+    async def scenario():
+        assert await log.append(message_id, events(message_id, 1, 3))
+        assert await log.append(message_id, events(message_id, 4, 4))
+        recent = [event["seq"] for event in log.mirror._events[message_id]]
+        await asyncio.sleep(0.3)  # a slow provider's next token
+        assert await log.append(message_id, events(message_id, 5, 5))
+        held = [event["seq"] for event in log.mirror._events[message_id]]
+        # The local follower (at 4) is served from memory; a reader from the start, from Redis.
+        follower = await log.mirror.read_held(message_id, 4, block_seconds=0)
+        behind = await log.mirror.read_held(message_id, 0, block_seconds=0)
+        from_start = await log.read(message_id, 0, block_seconds=0)
+        await asyncio.sleep(0.3)
+        assert await log.append(message_id, events(message_id, 6, 6))
+        return recent, held, follower, behind, from_start, [event["seq"] for event in log.mirror._events[message_id]]
+
+    recent, held, follower, behind, from_start, later = asyncio.run(scenario())
+    assert recent == [1, 2, 3, 4]  # young batches stay
+    assert held == [5]
+    assert follower == events(message_id, 5, 5)
+    assert behind is None
+    assert from_start == events(message_id, 1, 5)
+    assert later == [6]  # the newest batch always stays, however old the one before
+
+
 def test_append_many_answers_each_batch_on_its_own(message_id):
     log = RedisStreamLog(settings.REDIS_URL, mirror_seconds=30)
     other = f"{message_id}b"
