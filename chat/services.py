@@ -139,12 +139,11 @@ def _lock_thread(scope: Scope, thread_id: str) -> Thread:
     return thread
 
 
-def _insert_message(
+def _new_message(
     *, scope: Scope, thread: Thread, position: int, role: str, content: str, status: str, now,
-    attachments: list[dict] | None = None, tool_calls: list[dict] | None = None, lease_expires_at=None,
-    producer: str = "",
+    tool_calls: list[dict] | None = None, lease_expires_at=None, producer: str = "",
 ) -> Message:
-    message = Message.objects.create(
+    return Message(
         workspace_id=scope.workspace_id,
         thread=thread,
         position=position,
@@ -157,16 +156,21 @@ def _insert_message(
         lease_expires_at=lease_expires_at,
         producer=producer,
     )
-    if attachments:
-        created = Attachment.objects.bulk_create(
-            Attachment(workspace_id=scope.workspace_id, message=message, position=index, **attachment)
-            for index, attachment in enumerate(attachments)
-        )
-    else:
-        created = []
-    # What was just written is what the message's attachments are: serializing it needs no query.
-    message._prefetched_objects_cache = {"attachments": known_queryset(message.attachments.all(), created)}
-    return message
+
+
+def _insert_messages(scope: Scope, messages: list[tuple[Message, list[dict] | None]]) -> None:
+    """Insert new messages (one statement for all) and their attachments (one more, if any)."""
+    Message.objects.bulk_create([message for message, _attachments in messages])
+    rows = [
+        Attachment(workspace_id=scope.workspace_id, message=message, position=index, **attachment)
+        for message, attachments in messages
+        for index, attachment in enumerate(attachments or [])
+    ]
+    created = Attachment.objects.bulk_create(rows) if rows else []
+    for message, _attachments in messages:
+        # What was just written is what the message's attachments are: serializing it needs no query.
+        mine = [row for row in created if row.message is message]
+        message._prefetched_objects_cache = {"attachments": known_queryset(message.attachments.all(), mine)}
 
 
 def known_queryset(queryset, rows: list):
@@ -206,10 +210,11 @@ def message_append(
     """Append one message to a thread: position, counts, recency and the automatic title move with it."""
     locked = _lock_thread(scope, thread.pk)
     now = timezone.now()
-    message = _insert_message(
+    message = _new_message(
         scope=scope, thread=locked, position=locked.message_count + 1, role=role, content=content,
-        status=status, now=now, attachments=attachments, tool_calls=tool_calls,
+        status=status, now=now, tool_calls=tool_calls,
     )
+    _insert_messages(scope, [(message, attachments)])
     _record_appended(scope=scope, thread=thread, locked=locked, first=message, count=1, now=now)
     return message
 
@@ -228,20 +233,21 @@ def message_send(
     # One row lock for both messages: their positions are consecutive and no other append interleaves.
     locked = _lock_thread(scope, thread.pk)
     now = timezone.now()
-    user_message = _insert_message(
+    user_message = _new_message(
         scope=scope, thread=locked, position=locked.message_count + 1, role=Message.Role.USER,
-        content=content, status=Message.Status.COMPLETE, now=now, attachments=resolved,
+        content=content, status=Message.Status.COMPLETE, now=now,
     )
-    if resolved:
-        attach_files_to_thread(scope=scope, thread=thread, attachments=resolved)
     # This process produces the reply, leased to it from the start: if it dies before its
     # producer's first checkpoint, the reply still ends as `interrupted` instead of streaming forever.
     runtime = get_runtime()
-    reply = _insert_message(
+    reply = _new_message(
         scope=scope, thread=locked, position=locked.message_count + 2, role=Message.Role.ASSISTANT,
         content="", status=Message.Status.STREAMING, now=now, lease_expires_at=lease_deadline(),
         producer=runtime.producer_id,
     )
+    _insert_messages(scope, [(user_message, resolved), (reply, None)])
+    if resolved:
+        attach_files_to_thread(scope=scope, thread=thread, attachments=resolved)
     loaded = generation_input(scope.workspace_id, locked, reply.position, reply.created_at)
     _record_appended(scope=scope, thread=thread, locked=locked, first=user_message, count=2, now=now)
     workspace_id, reply_id = scope.workspace_id, reply.pk
