@@ -9,8 +9,9 @@ once `running`, once `complete` or `failed` with its result.
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Union
+from typing import Any
 
 from channels.db import database_sync_to_async
 from django.conf import settings
@@ -48,7 +49,7 @@ class AssistantRequest:
     knowledge_document_ids: tuple[str, ...] = ()  # the thread's pinned documents, ranked first
 
 
-RuntimeEvent = Union[TextDelta, ToolCallUpdate, Usage]
+RuntimeEvent = TextDelta | ToolCallUpdate | Usage
 
 
 def estimate_tokens(text: str) -> int:
@@ -120,7 +121,8 @@ async def run_assistant(request: AssistantRequest, provider: Provider) -> AsyncI
         ]
         turns.append(Turn(role="assistant", content="".join(text_parts), tool_calls=normalized))
         for call in normalized:
-            envelope = {"id": call.id, "name": call.name, "arguments": call.arguments, "result": None, "status": "running"}
+            envelope = {"id": call.id, "name": call.name, "arguments": call.arguments, "result": None,
+                        "status": "running"}
             yield ToolCallUpdate(dict(envelope))
             status, result = await run_tool(request, call.name, call.arguments)
             envelope.update(result=result, status=status)

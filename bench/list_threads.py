@@ -393,7 +393,7 @@ def measure(args: argparse.Namespace, fixtures: Fixtures, cases: list[Case], dat
                 baseline()
         progress = Progress("measure", args.requests)
         for done in range(1, args.requests + 1):
-            for result, (_, endpoint, baseline, _) in zip(results, prepared):
+            for result, (_, endpoint, baseline, _) in zip(results, prepared, strict=True):
                 result.endpoint_ms.append(timed(endpoint))
                 result.baseline_ms.append(timed(baseline))
             if done % 10 == 0:
@@ -420,7 +420,8 @@ def report(args: argparse.Namespace, results: list[Result], fixtures: Fixtures, 
         f"PostgreSQL {connection.pg_version // 10000}.{connection.pg_version % 10000}"
     )
     width = max(len(r.case.name) for r in results)
-    header = f"{'case':<{width}}  {'endpoint p50':>12} {'p99':>8}  {'baseline p50':>12} {'p99':>8}  {'endpoint/baseline':>17}"
+    header = (f"{'case':<{width}}  {'endpoint p50':>12} {'p99':>8}  "
+              f"{'baseline p50':>12} {'p99':>8}  {'endpoint/baseline':>17}")
     print(header)
     print("-" * len(header))
     p50 = {}

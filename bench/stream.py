@@ -142,7 +142,9 @@ def raise_nofile() -> None:
 def run(cmd: list[str], env: dict[str, str] | None = None, stdin: str | None = None) -> str:
     result = subprocess.run(cmd, cwd=ROOT, env=env, input=stdin, capture_output=True, text=True, check=False)
     if result.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout[-2000:]}{result.stderr[-4000:]}")
+        raise RuntimeError(
+            f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout[-2000:]}{result.stderr[-4000:]}"
+        )
     return result.stdout
 
 
@@ -629,7 +631,8 @@ async def load_phase(target: Target, concurrency: int, warmup: float, duration: 
                 counter = SSECounter(window, tap)
                 try:
                     status, _headers, raw = await client.post_stream(path, body, counter)
-                except (TimeoutError, OSError, asyncio.IncompleteReadError, HttpError, httpx.HTTPError, ValueError) as exc:
+                except (TimeoutError, OSError, asyncio.IncompleteReadError, HttpError, httpx.HTTPError,
+                        ValueError) as exc:
                     await client.close()
                     where = "before any event" if counter.events == 0 else "after some events"
                     note_error(f"{type(exc).__name__}: {str(exc)[:120]} ({where})")
@@ -846,7 +849,7 @@ async def hold_streams(server: Daphne, key: str, paths: list[str], batch: int, f
             tasks.append(asyncio.create_task(one(path, ready, counter)))
         done, _pending = await asyncio.wait(readies, timeout=first_timeout)
         batch_failed = 0
-        for future, counter in zip(readies, counters):
+        for future, counter in zip(readies, counters, strict=True):
             if future in done and future.exception() is None:
                 opened += 1
                 continue
@@ -927,7 +930,8 @@ def print_phase_table(pairs: list[tuple[PhaseResult, PhaseResult]]) -> None:
     print()
     print("Load: delivered events/s and time to first delta (TTFD), per concurrency")
     header = (f"{'conc':>5} {'server':<6} {'window':>7} {'events/s':>10} {'replies':>8} {'ev/reply':>8} {'TTFD n':>6} "
-              f"{'TTFD p50':>10} {'TTFD p99':>10} {'failed':>6} {'daphne':>7} {'pg+redis':>8} {'client':>7} {'others':>7}")
+              f"{'TTFD p50':>10} {'TTFD p99':>10} {'failed':>6} {'daphne':>7} "
+              f"{'pg+redis':>8} {'client':>7} {'others':>7}")
     print(header)
     print("-" * len(header))
     for bare, tenex in pairs:
@@ -936,7 +940,8 @@ def print_phase_table(pairs: list[tuple[PhaseResult, PhaseResult]]) -> None:
             print(f"{r.concurrency:>5} {r.label:<6} {r.duration:>6.1f}s {fmt(r.events_per_s, 0):>10} {r.replies:>8} "
                   f"{fmt(r.events_per_reply(), 1):>8} {len(ttfd):>6} "
                   f"{fmt(percentile(ttfd, 50)):>8}ms {fmt(percentile(ttfd, 99)):>8}ms "
-                  f"{r.failed:>6} {r.server_cpu * 100:>6.0f}% {r.services_cpu * 100:>7.0f}% {r.client_cpu * 100:>6.0f}% "
+                  f"{r.failed:>6} {r.server_cpu * 100:>6.0f}% {r.services_cpu * 100:>7.0f}% "
+                  f"{r.client_cpu * 100:>6.0f}% "
                   f"{max(0.0, r.machine_cpu - r.server_cpu - r.services_cpu - r.client_cpu) * 100:>6.0f}%")
     cores = os.cpu_count() or 1
     print("(window = measured seconds; TTFD n = requests sent inside it that got a first delta; failed = requests "
@@ -956,7 +961,8 @@ def main() -> int:
     parser.add_argument("--warmup", type=float, default=5.0, help="unmeasured seconds before each run (default 5)")
     parser.add_argument("--max-duration", type=float, default=60.0,
                         help="longest window while waiting for one TTFD sample per stream (default 60)")
-    parser.add_argument("--slow-streams", type=int, default=1000, help="open streams for the RSS measure (default 1000)")
+    parser.add_argument("--slow-streams", type=int, default=1000,
+                        help="open streams for the RSS measure (default 1000)")
     parser.add_argument("--slow-delay-ms", type=int, default=2000, help="token delay that keeps streams open")
     parser.add_argument("--skip-rss", action="store_true", help="skip the RSS-per-open-stream measurement")
     parser.add_argument("--skip-bare-rss", action="store_true", help="skip the bare app's RSS measurement")
@@ -1013,7 +1019,8 @@ def main() -> int:
             tenex_target = Target("tenex", tenex, key, paths)
             results = []
             for target in (bare_target, tenex_target):
-                log(f"{target.label}: {concurrency} concurrent streams, {args.warmup:g} s warm-up + {args.duration:g} s")
+                log(f"{target.label}: {concurrency} concurrent streams, "
+                    f"{args.warmup:g} s warm-up + {args.duration:g} s")
                 result = asyncio.run(load_phase(target, concurrency, args.warmup, args.duration, args.client,
                                                 redis_calls=infra.redis_command_calls, max_duration=args.max_duration))
                 log(f"  {result.duration:.1f} s window: {result.events_per_s:,.0f} events/s, {result.replies} replies, "
@@ -1048,8 +1055,8 @@ def main() -> int:
                 rss_results.append(asyncio.run(measure_rss("bare", bare_slow, key, bare_paths, warm, 50, None)))
                 stop(bare_slow)
             for r in rss_results:
-                log(f"{r.label}: RSS {r.before_kib:,} KiB -> {r.after_kib:,} KiB with {r.opened}/{r.wanted} streams open "
-                    f"(ramp {r.ramp_seconds:.1f} s, {r.failed} failed)")
+                log(f"{r.label}: RSS {r.before_kib:,} KiB -> {r.after_kib:,} KiB "
+                    f"with {r.opened}/{r.wanted} streams open (ramp {r.ramp_seconds:.1f} s, {r.failed} failed)")
                 for error, n in sorted(r.errors.items(), key=lambda kv: -kv[1])[:6]:
                     log(f"  error x{n}: {error}")
 
@@ -1070,7 +1077,8 @@ def main() -> int:
         for bare_r, tenex_r in pairs:
             parts = [fmt(percentile(tenex_r.part_ms(name), 50)) for name in ("head", "start", "tool")]
             bare_head = fmt(percentile(bare_r.part_ms("head"), 50))
-            print(f"{tenex_r.concurrency:>5}: {parts[0]} ms | {parts[1]} ms | {parts[2]} ms   (bare: head {bare_head} ms)")
+            print(f"{tenex_r.concurrency:>5}: {parts[0]} ms | {parts[1]} ms | {parts[2]} ms   "
+                  f"(bare: head {bare_head} ms)")
         print()
         print("Redis commands per delivered event during the tenex windows (server-wide counts)")
         for _bare_r, tenex_r in pairs:
@@ -1090,8 +1098,10 @@ def main() -> int:
                       f"{fmt(r.per_stream_kib):>7} KiB {r.pg_connections if r.pg_connections is not None else '-':>9} "
                       f"{redis_clients:>14} {r.hold_cpu * 100:>8.0f}% "
                       f"{fmt(r.hold_commits_per_s, 0) if r.hold_commits_per_s is not None else '-':>10} "
-                      f"{fmt(r.hold_redis_per_s, 0) if r.hold_redis_per_s is not None else '-':>12} {r.ended_early:>12}")
-            print(f"(per stream = (after - before) / streams opened; hold = the {rss_results[0].hold_seconds:.0f} s after "
+                      f"{fmt(r.hold_redis_per_s, 0) if r.hold_redis_per_s is not None else '-':>12} "
+                      f"{r.ended_early:>12}")
+            print(f"(per stream = (after - before) / streams opened; "
+                  f"hold = the {rss_results[0].hold_seconds:.0f} s after "
                   f"the last stream opened: daphne CPU, database commits/s, Redis commands/s server-wide)")
 
         print()
@@ -1126,7 +1136,8 @@ def main() -> int:
             path = workdir / f"daphne-{name}.stderr"
             if path.exists() and path.stat().st_size:
                 text = path.read_bytes().decode(errors="replace")
-                noisy = [l for l in text.splitlines() if any(w in l for w in ("Error", "ERROR", "Exception", "Timeout", "WARNING"))]
+                noisy = [line for line in text.splitlines()
+                         if any(w in line for w in ("Error", "ERROR", "Exception", "Timeout", "WARNING"))]
                 if noisy:
                     print(f"\ndaphne {name} stderr: {len(noisy)} error/warning lines ({path}); most frequent:")
                     counts: dict[str, int] = {}

@@ -32,7 +32,9 @@ def validate_key(raw: str | None) -> str | None:
 
 
 def request_fingerprint(thread_id: str, body: object) -> str:
-    canonical = json.dumps({"thread_id": thread_id, "body": body}, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    canonical = json.dumps(
+        {"thread_id": thread_id, "body": body}, sort_keys=True, separators=(",", ":"), ensure_ascii=False
+    )
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -50,7 +52,9 @@ def idempotency_begin(*, scope: Scope, key: str, fingerprint: str) -> dict | Non
                 [f"idempotency|{scope.workspace_id}|{principal}|{key}"],
             )
             if not cursor.fetchone()[0]:
-                raise ApiError(409, "idempotency_in_flight", "A request with this Idempotency-Key is still in progress.")
+                raise ApiError(
+                    409, "idempotency_in_flight", "A request with this Idempotency-Key is still in progress."
+                )
     record = unique_or_none(
         IdempotencyRecord.objects.for_workspace(scope.workspace_id).filter(principal=principal, key=key)
     )

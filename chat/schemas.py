@@ -77,7 +77,9 @@ class AttachmentInputSchema(StrictSerializer):
         extra = {"document_id", "file_id", "lead"} - {needed}
         present = sorted(name for name in extra if name in attrs)
         if present:
-            raise serializers.ValidationError({name: [f"Not allowed on a {attrs['type']} attachment."] for name in present})
+            raise serializers.ValidationError(
+                {name: [f"Not allowed on a {attrs['type']} attachment."] for name in present}
+            )
         return attrs
 
 

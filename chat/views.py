@@ -148,7 +148,9 @@ class MessageViewSet(ChatViewSet):
 
     @extend_schema(
         summary="A thread's history, oldest first",
-        parameters=[OpenApiParameter("order", OpenApiTypes.STR, enum=["asc", "desc"], description="desc for newest first")],
+        parameters=[
+            OpenApiParameter("order", OpenApiTypes.STR, enum=["asc", "desc"], description="desc for newest first")
+        ],
         responses=MessageSchema(many=True),
     )
     def list(self, request, thread_id=None):

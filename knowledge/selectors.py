@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Iterable, TypedDict
+from collections.abc import Iterable
+from typing import TypedDict
 
 from django.db.models import QuerySet
 

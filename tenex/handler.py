@@ -32,7 +32,9 @@ class PooledThreadASGIHandler(ASGIHandler):
     def __init__(self) -> None:
         base.BaseHandler.__init__(self)
         self.load_middleware(is_async=False)
-        self._threads = ThreadPoolExecutor(max_workers=settings.TENEX_REQUEST_THREADS, thread_name_prefix="tenex-request")
+        self._threads = ThreadPoolExecutor(
+            max_workers=settings.TENEX_REQUEST_THREADS, thread_name_prefix="tenex-request"
+        )
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":

@@ -28,7 +28,8 @@ def free_port() -> int:
 @pytest.fixture
 def embedded_server(tmp_path):
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "DJANGO_SECRET_KEY", "TENEX_TESTING"}}
+    env = {k: v for k, v in os.environ.items()
+           if k not in {"DATABASE_URL", "REDIS_URL", "DJANGO_SECRET_KEY", "TENEX_TESTING"}}
     env.update(TENEX_DATA_DIR=str(tmp_path), PORT=str(port), TENEX_LOCAL_TOKEN_DELAY_MS="5")
     process = subprocess.Popen(
         ["bash", "scripts/serve"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -94,7 +95,11 @@ def test_serve_is_idempotent_about_the_demo_key(tmp_path):
     env.update(TENEX_DATA_DIR=str(tmp_path), DJANGO_DEBUG="true")
     python = str(ROOT / ".venv" / "bin" / "python")
     subprocess.run([python, "manage.py", "migrate", "--noinput"], cwd=ROOT, env=env, check=True, capture_output=True)
-    first = subprocess.run([python, "manage.py", "demo_setup"], cwd=ROOT, env=env, check=True, capture_output=True, text=True)
-    second = subprocess.run([python, "manage.py", "demo_setup"], cwd=ROOT, env=env, check=True, capture_output=True, text=True)
+    first = subprocess.run(
+        [python, "manage.py", "demo_setup"], cwd=ROOT, env=env, check=True, capture_output=True, text=True
+    )
+    second = subprocess.run(
+        [python, "manage.py", "demo_setup"], cwd=ROOT, env=env, check=True, capture_output=True, text=True
+    )
     assert first.stdout.strip().splitlines()[-1] == second.stdout.strip().splitlines()[-1]
     assert first.stdout.strip().startswith("tnx_")

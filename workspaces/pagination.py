@@ -78,7 +78,7 @@ class KeysetPagination(BasePagination):
         ):
             raise bad
         values = []
-        for field, value in zip(fields, payload["k"]):
+        for field, value in zip(fields, payload["k"], strict=True):
             if isinstance(field, models.DateTimeField):
                 value = parse_datetime(value) if isinstance(value, str) else None
                 if value is None:
@@ -99,7 +99,7 @@ class KeysetPagination(BasePagination):
         forward_is_less = descending
         less = forward_is_less if after else not forward_is_less
         operator = "<" if less else ">"
-        params = [self._adapt(field, value) for field, value in zip(fields, values)]
+        params = [self._adapt(field, value) for field, value in zip(fields, values, strict=True)]
         condition = RawSQL(f"({columns}) {operator} ({placeholders})", params, output_field=models.BooleanField())
         return queryset.filter(condition)
 

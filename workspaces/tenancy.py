@@ -7,9 +7,9 @@ transaction, so a forgotten filter still sees no other workspace's rows.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Iterator
 
 from django.db import connections, models, transaction
 
@@ -41,7 +41,7 @@ class Scope:
         """The user whose objects alone are visible (personal keys); None means the whole workspace."""
         return None if self.is_service else self.user_id
 
-    def acting_for(self, user_id: str | None) -> "Scope":
+    def acting_for(self, user_id: str | None) -> Scope:
         """A service key's scope narrowed to the member it names."""
         return Scope(
             workspace_id=self.workspace_id,
@@ -103,10 +103,10 @@ def unique_or_none(queryset: models.QuerySet):
 class TenantQuerySet(models.QuerySet):
     """Querysets of workspace content; `for_scope` is the only door in."""
 
-    def for_workspace(self, workspace_id: str) -> "TenantQuerySet":
+    def for_workspace(self, workspace_id: str) -> TenantQuerySet:
         return self.filter(workspace_id=workspace_id)
 
-    def for_scope(self, scope: Scope) -> "TenantQuerySet":
+    def for_scope(self, scope: Scope) -> TenantQuerySet:
         queryset = self.for_workspace(scope.workspace_id)
         owner_field = getattr(self.model, "scope_owner_field", None)
         if owner_field and scope.owner_user_id is not None:

@@ -9,16 +9,14 @@ from __future__ import annotations
 import json
 import logging
 import os
-from contextlib import aclosing
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, aclosing
 from dataclasses import dataclass, field
 from typing import (
     Any,
-    AsyncContextManager,
-    AsyncIterator,
     ClassVar,
     Literal,
     Protocol,
-    Union,
 )
 
 
@@ -73,7 +71,7 @@ class Usage:
     output_tokens: int
 
 
-ProviderEvent = Union[TextDelta, ToolCallRequest, Usage]
+ProviderEvent = TextDelta | ToolCallRequest | Usage
 
 
 class ProviderError(Exception):
@@ -214,7 +212,7 @@ class SDKStreamingProvider:
             )
         return self._client
 
-    async def open_stream(self, request: ProviderRequest) -> AsyncContextManager[Any]:
+    async def open_stream(self, request: ProviderRequest) -> AbstractAsyncContextManager[Any]:
         """Send the request; return the SDK's stream once the response headers have arrived."""
         raise NotImplementedError
 

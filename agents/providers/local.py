@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from typing import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator
 
 from django.conf import settings
 

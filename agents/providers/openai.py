@@ -7,8 +7,9 @@ TENEX_LLM_MODEL, TENEX_LLM_TIMEOUT_SECONDS and TENEX_LLM_MAX_RETRIES.
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator
+from typing import Any
 
 import httpx2
 import openai

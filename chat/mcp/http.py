@@ -71,7 +71,9 @@ async def _send_json(send, status: int, data: dict, headers: dict[str, str] | No
         {
             "type": "http.response.start",
             "status": status,
-            "headers": [(name.lower().encode("latin-1"), str(value).encode("latin-1")) for name, value in fields.items()],
+            "headers": [
+                (name.lower().encode("latin-1"), str(value).encode("latin-1")) for name, value in fields.items()
+            ],
         }
     )
     await send({"type": "http.response.body", "body": JSONRenderer().render(data)})

@@ -159,7 +159,9 @@ def _input_schema(name: str) -> dict | None:
 def build_server(resolve_scope: ScopeResolver) -> Server:
     definitions = [_definition(tool) for tool in TOOLS]
 
-    async def list_tools(ctx: ServerRequestContext, params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
+    async def list_tools(
+        ctx: ServerRequestContext, params: types.PaginatedRequestParams | None
+    ) -> types.ListToolsResult:
         return types.ListToolsResult(tools=definitions)
 
     async def call_tool(ctx: ServerRequestContext, params: types.CallToolRequestParams) -> types.CallToolResult:

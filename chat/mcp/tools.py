@@ -64,13 +64,15 @@ USER_ID = {
 }
 CURSOR = {
     "type": "string",
-    "description": "Opaque cursor: pass the previous page's `next_cursor` to get the next page. Omit for the first page.",
+    "description": "Opaque cursor: pass the previous page's `next_cursor` to get the next page. "
+                   "Omit for the first page.",
 }
 LIMIT = {
     "type": "integer",
     "minimum": 1,
     "default": DEFAULT_LIMIT,
-    "description": f"Items per page, 1 to {MAX_LIMIT} (default {DEFAULT_LIMIT}; larger values are clamped to {MAX_LIMIT}).",
+    "description": f"Items per page, 1 to {MAX_LIMIT} (default {DEFAULT_LIMIT}; "
+                   f"larger values are clamped to {MAX_LIMIT}).",
 }
 
 STRING = {"type": "string"}
@@ -78,7 +80,8 @@ TIMESTAMP = {"type": "string", "format": "date-time"}
 
 
 def _api_object(kind: str, properties: Json, *, optional: tuple[str, ...] = ()) -> Json:
-    """The schema of a REST API object (`{"id", "object": kind, ...}`); every property but `optional` is always there."""
+    """The schema of a REST API object (`{"id", "object": kind, ...}`); every property but `optional`
+    is always there."""
     properties = {"id": STRING, "object": {"const": kind}, **properties}
     return {
         "type": "object",
@@ -198,7 +201,9 @@ def _valid(schema: type[serializers.Serializer], data: object) -> dict:
     return dict(body.validated_data)
 
 
-def _thread_arguments(arguments: dict, *, required: tuple[str, ...] = (), optional: tuple[str, ...] = ()) -> tuple[str, dict]:
+def _thread_arguments(
+    arguments: dict, *, required: tuple[str, ...] = (), optional: tuple[str, ...] = ()
+) -> tuple[str, dict]:
     """A thread tool's `thread_id` and its other arguments; unknown or missing names are refused."""
     allowed = {"thread_id", *required, *optional}
     problems = {name: ["Unknown field."] for name in sorted(set(arguments) - allowed)[:20]}
@@ -382,8 +387,10 @@ TOOLS: tuple[ChatTool, ...] = (
         {
             "user_id": {**USER_ID, "description": "Only this member's threads (usr_...)."},
             "pinned": {"type": "boolean", "description": "true: only pinned threads; false: only unpinned."},
-            "archived": {"type": "boolean", "description": "true: only archived threads; false (default): only active ones."},
-            "agent_id": {"type": "string", "maxLength": 64, "description": "Only threads bound to this agent (agt_...)."},
+            "archived": {"type": "boolean",
+                         "description": "true: only archived threads; false (default): only active ones."},
+            "agent_id": {"type": "string", "maxLength": 64,
+                         "description": "Only threads bound to this agent (agt_...)."},
             "q": {"type": "string", "maxLength": 500, "description": "Search thread titles and message text."},
         },
         THREAD_OBJECT,
@@ -406,15 +413,19 @@ TOOLS: tuple[ChatTool, ...] = (
                     "maxLength": SYSTEM_PROMPT_MAX,
                     "description": "Instructions the assistant follows in this thread.",
                 },
-                "agent_id": _nullable("string", "Bind the thread to this agent (agt_...); it answers with the agent's instructions."),
+                "agent_id": _nullable(
+                    "string", "Bind the thread to this agent (agt_...); it answers with the agent's instructions."
+                ),
                 "knowledge_document_ids": {
                     "type": "array",
                     "items": {"type": "string"},
                     "maxItems": MAX_DOCUMENT_REFERENCES,
                     "description": "Knowledge documents (doc_...) the assistant should always consider.",
                 },
-                "metadata": {"type": "object", "description": "Free-form JSON object kept with the thread (at most 16 KB)."},
-                "user_id": {**USER_ID, "description": "The member the thread is for (usr_...); required with a service key."},
+                "metadata": {"type": "object",
+                             "description": "Free-form JSON object kept with the thread (at most 16 KB)."},
+                "user_id": {**USER_ID,
+                            "description": "The member the thread is for (usr_...); required with a service key."},
             }
         ),
         output_schema=THREAD_OBJECT,
@@ -436,7 +447,8 @@ TOOLS: tuple[ChatTool, ...] = (
         "and timestamps. An assistant reply still being written has status `streaming`." + NOT_FOUND_NOTE,
         {
             "thread_id": THREAD_ID,
-            "order": {"enum": ["asc", "desc"], "default": "asc", "description": "asc: oldest first; desc: newest first."},
+            "order": {"enum": ["asc", "desc"], "default": "asc",
+                      "description": "asc: oldest first; desc: newest first."},
         },
         MESSAGE_OBJECT,
         list_messages,
@@ -457,7 +469,8 @@ TOOLS: tuple[ChatTool, ...] = (
         input_schema=_object(
             {
                 "thread_id": THREAD_ID,
-                "content": {"type": "string", "minLength": 1, "maxLength": CONTENT_MAX, "description": "The user's message, stored exactly as sent."},
+                "content": {"type": "string", "minLength": 1, "maxLength": CONTENT_MAX,
+                            "description": "The user's message, stored exactly as sent."},
                 "attachments": {"type": "array", "items": ATTACHMENT_INPUT, "maxItems": MAX_ATTACHMENTS},
             },
             ("thread_id", "content"),

@@ -27,7 +27,7 @@ class Event(dict):
         self._text = text
 
     @classmethod
-    def decode(cls, text: str | bytes) -> "Event":
+    def decode(cls, text: str | bytes) -> Event:
         """An event read back from its JSON text (the log's stored form), keeping that text."""
         if isinstance(text, bytes):
             text = text.decode()

@@ -332,7 +332,9 @@ class RedisStreamLog:
             for index in pending:
                 message_id, events = batches[index]
                 payloads = [event_text(event) for event in events]  # the SSE readers' text too
-                commands.append((_APPEND_SHA, 1, self.key(message_id), self._maxlen, self._ttl, events[0]["seq"], *payloads))
+                commands.append(
+                    (_APPEND_SHA, 1, self.key(message_id), self._maxlen, self._ttl, events[0]["seq"], *payloads)
+                )
             replies = await self._evalsha_all(entry.client, commands)
             missing = []
             for index, reply in zip(pending, replies, strict=True):

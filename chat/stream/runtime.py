@@ -20,12 +20,13 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import partial
-from typing import Any, Callable
+from typing import Any
 
 from django.conf import settings
 from django.db import close_old_connections, connections
@@ -163,7 +164,7 @@ class GenerationRuntime:
             self.submit(stop_tasks()).result(timeout=2)
         self.loop.call_soon_threadsafe(self.loop.stop)
 
-    def submit(self, coroutine) -> "asyncio.Future[Any]":
+    def submit(self, coroutine) -> asyncio.Future[Any]:
         """Run a coroutine on the runtime loop from any thread or loop."""
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop)
 
@@ -342,7 +343,8 @@ class GenerationRuntime:
             if not generation.lost:
                 with suppress(Exception):
                     await self._finish(
-                        generation, "failed", {"code": "internal_error", "message": "The assistant failed unexpectedly."}
+                        generation, "failed",
+                        {"code": "internal_error", "message": "The assistant failed unexpectedly."},
                     )
         finally:
             self.active.pop(message_id, None)
@@ -435,7 +437,9 @@ class GenerationRuntime:
                     (
                         generation.workspace_id,
                         generation.message_id,
-                        records.GenerationState(seq=state.seq, content=state.content, tool_calls=list(state.tool_calls)),
+                        records.GenerationState(
+                            seq=state.seq, content=state.content, tool_calls=list(state.tool_calls)
+                        ),
                     )
                 )
             try:
@@ -557,7 +561,9 @@ class GenerationRuntime:
             if state is None or state.status != "streaming":
                 await self._untrack_lease(workspace_id, message_id)
                 continue
-            if state.lease_expired and await self.end_orphan(workspace_id, message_id, "interrupted", INTERRUPTED_ERROR):
+            if state.lease_expired and await self.end_orphan(
+                workspace_id, message_id, "interrupted", INTERRUPTED_ERROR
+            ):
                 ended += 1
         return ended
 

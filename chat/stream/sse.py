@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 import redis
 from channels.db import database_sync_to_async
@@ -43,7 +43,9 @@ def fallback_events(state: records.MessageState, message_id: str, after_seq: int
         seq += 1
         events.append(make_event(seq, "delta", message_id=message_id, thread_id=state.thread_id, delta=state.content))
     seq = max(seq + 1, state.last_seq)
-    events.append(make_event(seq, kind, message_id=message_id, thread_id=state.thread_id, message=state.message, **extra))
+    events.append(
+        make_event(seq, kind, message_id=message_id, thread_id=state.thread_id, message=state.message, **extra)
+    )
     return events
 
 

@@ -56,7 +56,8 @@ def test_agent_thread_with_a_lead_quotes_the_right_passage(alice):
     post(alice.client, "/api/v1/knowledge/documents", {"title": "Brand voice", "body": VOICE})
     agent = post(
         alice.client, "/api/v1/agents",
-        {"name": "Deal desk", "instructions": "Answer pricing questions for sales reps.", "tools": ["search_knowledge"]},
+        {"name": "Deal desk", "instructions": "Answer pricing questions for sales reps.",
+         "tools": ["search_knowledge"]},
     )
     thread = post(alice.client, THREADS, {"agent_id": agent["id"]})
     assert thread["agent_id"] == agent["id"] and thread["context"]["agent"]["version"] == 1
@@ -85,14 +86,20 @@ def test_agent_thread_with_a_lead_quotes_the_right_passage(alice):
     # The assistant read the lead: its turn carried the attachment (the local provider names it).
     assert f"I also read what you attached: “{attachment['title']}”" in reply["content"]
 
-    patched = alice.client.patch(f"/api/v1/agents/{agent['id']}", {"instructions": "Only answer in French."}, format="json")
+    patched = alice.client.patch(
+        f"/api/v1/agents/{agent['id']}", {"instructions": "Only answer in French."}, format="json"
+    )
     assert patched.status_code == 200 and patched.json()["version"] == 2
     assert alice.client.get(f"{THREADS}/{thread['id']}").json()["context"]["agent"]["version"] == 1
 
 
 def test_document_and_file_attachments_record_what_the_assistant_saw(alice):
-    document = post(alice.client, "/api/v1/knowledge/documents", {"title": "Case study", "body": "Acme grew 40% with us."})
-    upload = alice.client.post("/api/v1/chat/files", {"file": _upload("notes.md", b"# Call notes\nBudget approved.")}, format="multipart")
+    document = post(
+        alice.client, "/api/v1/knowledge/documents", {"title": "Case study", "body": "Acme grew 40% with us."}
+    )
+    upload = alice.client.post(
+        "/api/v1/chat/files", {"file": _upload("notes.md", b"# Call notes\nBudget approved.")}, format="multipart"
+    )
     assert upload.status_code == 201, upload.content
     file = upload.json()
     thread = post(alice.client, THREADS, {})
@@ -100,7 +107,9 @@ def test_document_and_file_attachments_record_what_the_assistant_saw(alice):
         alice.client, thread["id"],
         {
             "content": "Draft a follow-up email",
-            "attachments": [{"type": "knowledge_document", "document_id": document["id"]}, {"type": "file", "file_id": file["id"]}],
+            "attachments": [
+                {"type": "knowledge_document", "document_id": document["id"]}, {"type": "file", "file_id": file["id"]}
+            ],
         },
     )
     assert events[-1]["event"] == "done"

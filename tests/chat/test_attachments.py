@@ -191,7 +191,7 @@ def test_attachments_read_back_on_the_message_and_stay_true_after_edits(alice, w
 def test_the_message_object_is_what_its_schema_declares(alice, workspace):
     """`message_data` writes the message object by hand (fast); DRF's own rendering of the declared
     fields must give the same JSON, for every kind of message."""
-    from datetime import datetime, timezone as dt_timezone
+    from datetime import UTC, datetime
 
     from rest_framework import serializers
     from rest_framework.renderers import JSONRenderer
@@ -220,7 +220,7 @@ def test_the_message_object_is_what_its_schema_declares(alice, workspace):
                              "result": {"results": [1, None]}, "status": "complete"}],
                 usage={"input_tokens": 12, "output_tokens": 3},
                 error={"code": "provider_error", "message": "The provider failed."},
-                created_at=datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=dt_timezone.utc),
+                created_at=datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=UTC),
             ),
             MessageFactory(thread=thread, position=3, role=Message.Role.ASSISTANT, status=Message.Status.STREAMING,
                            completed_at=None, usage={}),

@@ -119,7 +119,9 @@ def read_events(response, count: int | None = None) -> list[dict]:
 
 
 def start_reply(base: str, key: str, thread_id: str, content: str = "Write a tagline for the launch") -> str:
-    response = httpx.post(f"{base}{THREADS}/{thread_id}/messages", json={"content": content}, headers=headers(key), timeout=10)
+    response = httpx.post(
+        f"{base}{THREADS}/{thread_id}/messages", json={"content": content}, headers=headers(key), timeout=10
+    )
     assert response.status_code == 202, response.text
     return response.json()["assistant_message"]["id"]
 
@@ -130,7 +132,8 @@ def stream_url(base: str, thread_id: str, message_id: str) -> str:
 
 def full_stream(base: str, key: str, thread_id: str, message_id: str, after: int = 0) -> list[dict]:
     with httpx.stream(
-        "GET", stream_url(base, thread_id, message_id), headers=headers(key, **{"Last-Event-ID": str(after)}), timeout=30
+        "GET", stream_url(base, thread_id, message_id), headers=headers(key, **{"Last-Event-ID": str(after)}),
+        timeout=30,
     ) as response:
         assert response.status_code == 200
         return read_events(response)
@@ -161,7 +164,9 @@ def test_cancel_sent_to_b_stops_generation_on_a(servers, alice, thread_id):
     reply_id = start_reply(a, alice.key, thread_id)
     with httpx.stream("GET", stream_url(a, thread_id, reply_id), headers=headers(alice.key), timeout=30) as response:
         read_events(response, count=5)
-    cancelled = httpx.post(f"{b}{THREADS}/{thread_id}/messages/{reply_id}/cancel", headers=headers(alice.key), timeout=30)
+    cancelled = httpx.post(
+        f"{b}{THREADS}/{thread_id}/messages/{reply_id}/cancel", headers=headers(alice.key), timeout=30
+    )
     assert cancelled.status_code == 200, cancelled.text
     message = cancelled.json()
     assert message["status"] == "cancelled"

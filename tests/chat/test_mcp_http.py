@@ -82,7 +82,9 @@ def test_lists_the_contract_tools_with_schemas(base, alice):
         assert tool.output_schema["type"] == "object"
     by_name = {tool.name: tool for tool in tools}
     assert by_name["send_chat_message"].input_schema["required"] == ["thread_id", "content"]
-    assert set(by_name["list_chat_threads"].input_schema["properties"]) >= {"user_id", "pinned", "archived", "cursor", "limit"}
+    assert set(by_name["list_chat_threads"].input_schema["properties"]) >= {
+        "user_id", "pinned", "archived", "cursor", "limit"
+    }
 
 
 @pytest.mark.parametrize("mode", ["auto", "legacy"])  # 2026-07-28 per-request envelope, and the handshake era
@@ -202,7 +204,9 @@ def test_a_cancelled_call_leaves_the_reply_generating(alice):
         received = anyio.run(scenario)
         assert rest(slow, alice.key, f"{THREADS}/{thread_id}/messages")["results"][-1]["status"] == "streaming"
         deadline = time.monotonic() + 30
-        while (reply := rest(slow, alice.key, f"{THREADS}/{thread_id}/messages")["results"][-1])["status"] == "streaming":
+        while (
+            reply := rest(slow, alice.key, f"{THREADS}/{thread_id}/messages")["results"][-1]
+        )["status"] == "streaming":
             assert time.monotonic() < deadline, "the reply stopped being written"
             time.sleep(0.1)
     assert reply["role"] == "assistant" and reply["status"] == "complete"

@@ -75,7 +75,8 @@ def test_stdio_keeps_workspaces_apart(alice, outsider):
 @pytest.mark.parametrize(("key", "message"), [(None, "TENEX_API_KEY is not set"), ("tnx_bogus", "not a valid API key")])
 def test_refuses_to_start_without_a_valid_key(key, message):
     done = subprocess.run(
-        [sys.executable, "manage.py", "mcp"], check=False, cwd=ROOT, env=command_env(key), input=b"", capture_output=True, timeout=60
+        [sys.executable, "manage.py", "mcp"], check=False, cwd=ROOT, env=command_env(key), input=b"",
+        capture_output=True, timeout=60,
     )
     assert done.returncode != 0
     assert message in done.stderr.decode() and done.stdout == b""

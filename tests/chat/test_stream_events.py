@@ -24,7 +24,8 @@ def test_a_delta_is_written_as_the_encoder_writes_it(delta):
 
 def test_other_events_and_odd_deltas_take_the_encoder():
     done = make_event(9, "done", message_id="msg_a", thread_id="thr_b", message={"content": "x\u00e9", "n": 1})
-    odd = Event({"seq": 3, "type": "delta", "message_id": "msg_a", "thread_id": "thr_b", "delta": None, "tool_call": None})
+    odd = Event({"seq": 3, "type": "delta", "message_id": "msg_a", "thread_id": "thr_b", "delta": None,
+                 "tool_call": None})
     for event in (done, odd):
         assert event.text() == json.dumps(dict(event), ensure_ascii=False, separators=(", ", ": "))
 

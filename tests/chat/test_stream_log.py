@@ -18,7 +18,8 @@ from tests.helpers import parse_sse, streamed_body
 
 
 def events(message_id: str, first: int, last: int, kind: str = "delta") -> list[dict]:
-    return [make_event(seq, kind, message_id=message_id, thread_id="thr_x", delta=f"w{seq} ") for seq in range(first, last + 1)]
+    return [make_event(seq, kind, message_id=message_id, thread_id="thr_x", delta=f"w{seq} ")
+            for seq in range(first, last + 1)]
 
 
 @pytest.fixture

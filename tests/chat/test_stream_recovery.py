@@ -44,7 +44,8 @@ def orphan(workspace, thread_id: str, *, lease_in: float, content: str = "") -> 
 
 
 def test_expired_log_replays_from_the_stored_message(alice, thread):
-    sent = alice.client.post(f"{THREADS}/{thread['id']}/messages", {"content": "Hello there"}, format="json", HTTP_ACCEPT="text/event-stream")
+    sent = alice.client.post(f"{THREADS}/{thread['id']}/messages", {"content": "Hello there"}, format="json",
+                             HTTP_ACCEPT="text/event-stream")
     original = parse_sse(streamed_body(sent))
     reply_id = original[-1]["data"]["message_id"]
     # The log expired: gone from Redis, and long gone from this process's short-lived mirror.
@@ -107,9 +108,11 @@ def test_history_is_trimmed_oldest_first_within_the_budget():
 
 
 def test_reply_sees_earlier_turns_of_the_thread(alice, thread):
-    first = alice.client.post(f"{THREADS}/{thread['id']}/messages", {"content": "First question"}, format="json", HTTP_ACCEPT="text/event-stream")
+    first = alice.client.post(f"{THREADS}/{thread['id']}/messages", {"content": "First question"}, format="json",
+                              HTTP_ACCEPT="text/event-stream")
     streamed_body(first)
-    second = alice.client.post(f"{THREADS}/{thread['id']}/messages", {"content": "Second question"}, format="json", HTTP_ACCEPT="text/event-stream")
+    second = alice.client.post(f"{THREADS}/{thread['id']}/messages", {"content": "Second question"}, format="json",
+                               HTTP_ACCEPT="text/event-stream")
     events = parse_sse(streamed_body(second))
     assert events[-1]["event"] == "done"
     query = next(e["data"]["tool_call"]["arguments"]["query"] for e in events if e["event"] == "tool_call")
@@ -131,7 +134,9 @@ def test_a_long_thread_loads_only_the_history_the_budget_can_keep(alice, thread,
         reply = Message.objects.create(
             workspace_id=workspace.pk, thread_id=thread["id"], position=301, role="assistant", status="streaming",
         )
-        loaded = records.generation_input(workspace.pk, Thread.objects.get(pk=thread["id"]), reply.position, reply.created_at)
+        loaded = records.generation_input(
+            workspace.pk, Thread.objects.get(pk=thread["id"]), reply.position, reply.created_at
+        )
     history = loaded.request.history
     full = [Turn(role="user" if p % 2 else "assistant", content=f"turn {p} " + "x" * 400) for p in range(1, 301)]
     assert trim_history(list(history), 1000) == trim_history(full, 1000)
@@ -155,16 +160,20 @@ def test_partial_content_is_checkpointed_while_the_reply_streams(alice, thread, 
     assert final.startswith(row.content) and len(final) > len(row.content)
 
 
-def test_one_checkpoint_saves_every_workspace_and_skips_replies_it_no_longer_owns(alice, outsider, workspace, other_workspace):
+def test_one_checkpoint_saves_every_workspace_and_skips_replies_it_no_longer_owns(
+    alice, outsider, workspace, other_workspace
+):
     ours = alice.client.post(THREADS, {}, format="json").json()["id"]
     theirs = outsider.client.post(THREADS, {}, format="json").json()["id"]
-    mine_a, mine_b, taken = orphan(workspace, ours, lease_in=5), orphan(other_workspace, theirs, lease_in=5), orphan(workspace, ours, lease_in=5)
+    mine_a, mine_b, taken = (orphan(workspace, ours, lease_in=5), orphan(other_workspace, theirs, lease_in=5),
+                             orphan(workspace, ours, lease_in=5))
     for workspace_id, message in ((workspace.pk, mine_a), (other_workspace.pk, mine_b), (workspace.pk, taken)):
         with tenant_context(workspace_id):
             Message.objects.filter(pk=message.pk).update(producer="me" if message is not taken else "someone-else")
     state = records.GenerationState(seq=3, content="partial ", tool_calls=[{"id": "call_1", "status": "running"}])
     owned = records.checkpoint_many(
-        "me", [(workspace.pk, mine_a.pk, state), (other_workspace.pk, mine_b.pk, state), (workspace.pk, taken.pk, state)]
+        "me",
+        [(workspace.pk, mine_a.pk, state), (other_workspace.pk, mine_b.pk, state), (workspace.pk, taken.pk, state)],
     )
     assert owned == {mine_a.pk, mine_b.pk}
     for workspace_id, message in ((workspace.pk, mine_a), (other_workspace.pk, mine_b)):

@@ -71,7 +71,9 @@ def test_send_with_accept_event_stream_streams_the_reply(alice, thread):
     assert events[-1]["event"] == "done"
     assert {e["data"]["thread_id"] for e in events} == {thread["id"]}
     tool_events = [e["data"]["tool_call"] for e in events if e["event"] == "tool_call"]
-    assert [(t["name"], t["status"]) for t in tool_events] == [("search_knowledge", "running"), ("search_knowledge", "complete")]
+    assert [(t["name"], t["status"]) for t in tool_events] == [
+        ("search_knowledge", "running"), ("search_knowledge", "complete")
+    ]
     assert tool_events[0]["arguments"] == {"query": "How should we price the Pro plan?"}
     final = events[-1]["data"]["message"]
     assert final["status"] == "complete" and final["role"] == "assistant"
@@ -108,7 +110,9 @@ def test_resume_at_twenty_random_points_has_no_gap_and_no_duplicate(alice, threa
     last = full[-1]["id"]
     points = random.Random(7).sample(range(0, last), min(20, last))
     for point in points:
-        via_header = parse_sse(streamed_body(stream(alice.client, thread["id"], reply_id, HTTP_LAST_EVENT_ID=str(point))))
+        via_header = parse_sse(
+            streamed_body(stream(alice.client, thread["id"], reply_id, HTTP_LAST_EVENT_ID=str(point)))
+        )
         assert [e["id"] for e in via_header] == list(range(point + 1, last + 1))
         assert full[:point] + via_header == full
     via_query = alice.client.get(f"{THREADS}/{thread['id']}/messages/{reply_id}/stream?last_event_id=2")
@@ -154,7 +158,8 @@ def test_idempotent_retry_replays_and_creates_nothing(alice, thread):
     assert second.json() == first.json()
     replayed = parse_sse(streamed_body(send(alice.client, thread["id"], stream=True, HTTP_IDEMPOTENCY_KEY="retry-1")))
     assert replayed[0]["id"] == 1 and replayed[-1]["data"]["message_id"] == first.json()["assistant_message"]["id"]
-    assert_error(send(alice.client, thread["id"], content="other", HTTP_IDEMPOTENCY_KEY="retry-1"), 422, "idempotency_key_reused")
+    assert_error(send(alice.client, thread["id"], content="other", HTTP_IDEMPOTENCY_KEY="retry-1"),
+                 422, "idempotency_key_reused")
     assert alice.client.get(f"{THREADS}/{thread['id']}").json()["message_count"] == 2
     assert_error(send(alice.client, thread["id"], HTTP_IDEMPOTENCY_KEY="x" * 300), 400)
 
@@ -194,7 +199,8 @@ def test_outsider_and_read_only_access(alice, thread, outsider, read_only_client
 
 @pytest.mark.parametrize(
     "body",
-    [{}, {"content": ""}, {"content": 5}, {"content": "a\x00"}, {"content": "x", "extra": 1}, {"content": "x", "attachments": "no"}],
+    [{}, {"content": ""}, {"content": 5}, {"content": "a\x00"}, {"content": "x", "extra": 1},
+     {"content": "x", "attachments": "no"}],
 )
 def test_bad_message_bodies_are_400_and_write_nothing(alice, thread, body):
     response = alice.client.post(f"{THREADS}/{thread['id']}/messages", body, format="json")

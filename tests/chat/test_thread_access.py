@@ -63,7 +63,8 @@ def test_read_only_key_reads_but_cannot_write(alice_thread, read_only_client):
 
 @pytest.mark.parametrize(
     "header",
-    [None, "Bearer", "Bearer tnx_", "Token abc", "Bearer tnx_" + "a" * 38, "Bearer " + "x" * 10_000, "Basic dXNlcjpwYXNz"],
+    [None, "Bearer", "Bearer tnx_", "Token abc", "Bearer tnx_" + "a" * 38, "Bearer " + "x" * 10_000,
+     "Basic dXNlcjpwYXNz"],
 )
 def test_bad_keys_all_get_one_401_body(anon_client, header):
     if header:

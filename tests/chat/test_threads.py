@@ -50,7 +50,8 @@ def test_title_comes_from_first_message_until_renamed(alice, workspace):
     scope = Scope(workspace_id=workspace.pk, user_id=alice.id)
     with tenant_context(workspace.pk):
         thread = Thread.objects.for_scope(scope).get(pk=thread_id)
-        long_text = "Draft   a launch email for our new analytics dashboard aimed at mid-market CFOs who care about cash"
+        long_text = ("Draft   a launch email for our new analytics dashboard aimed at mid-market CFOs "
+                     "who care about cash")
         services.message_append(scope=scope, thread=thread, role="user", content=long_text)
         services.message_append(scope=scope, thread=thread, role="user", content="second message")
     title = alice.client.get(f"{URL}/{thread_id}").json()["title"]
@@ -119,7 +120,8 @@ def test_list_newest_activity_first_with_filters(alice, workspace):
     now = timezone.now()
     old = ThreadFactory(workspace=workspace, user=alice.user, title="old", activity_at=now - dt.timedelta(days=2))
     newer = ThreadFactory(workspace=workspace, user=alice.user, title="newer", activity_at=now - dt.timedelta(days=1))
-    pinned = ThreadFactory(workspace=workspace, user=alice.user, title="pinned", pinned=True, activity_at=now - dt.timedelta(days=3))
+    pinned = ThreadFactory(workspace=workspace, user=alice.user, title="pinned", pinned=True,
+                           activity_at=now - dt.timedelta(days=3))
     archived = ThreadFactory(workspace=workspace, user=alice.user, title="archived", archived=True, activity_at=now)
     ids = [t["id"] for t in alice.client.get(URL).json()["results"]]
     assert ids == [newer.pk, old.pk, pinned.pk]
@@ -135,7 +137,9 @@ def test_q_searches_message_text(alice, workspace):
     create(alice.client, title="two")
     scope = Scope(workspace_id=workspace.pk, user_id=alice.id)
     with tenant_context(workspace.pk):
-        services.message_append(scope=scope, thread=Thread.objects.get(pk=hit), role="user", content="the pricing of Zebra plan")
+        services.message_append(
+            scope=scope, thread=Thread.objects.get(pk=hit), role="user", content="the pricing of Zebra plan"
+        )
     assert [t["id"] for t in alice.client.get(f"{URL}?q=zebra").json()["results"]] == [hit]
 
 

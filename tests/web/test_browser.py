@@ -18,6 +18,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support import expected_conditions as EC
+from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.test_embedded_default import ROOT, free_port
 
@@ -31,31 +37,23 @@ if not (CHROMIUM and CHROMEDRIVER):
         allow_module_level=True,
     )
 
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
-from selenium.webdriver.common.by import By
-from selenium.webdriver.common.keys import Keys
-from selenium.webdriver.support import expected_conditions as EC
-from selenium.webdriver.support.ui import WebDriverWait
-
 pytestmark = pytest.mark.slow
 
 EMAIL = "pat@tenex.local"
 PASSWORD = "streaming-words-42"
 QUESTION = "How much does the Pro plan cost per seat?"
 GROUNDED = "The Pro plan costs 49 euros per seat per month, billed yearly."
-PRICING_DOCUMENT = f"""# Pro plan pricing
-
-{GROUNDED} Every Pro seat includes unlimited threads, shared knowledge and priority support from our team in Lisbon.
-
-# Team plan pricing
-
-The Team plan costs 19 euros per seat per month. Team seats share one knowledge base and the same assistant, and can move to the Pro plan at any time without losing history.
-
-# Enterprise pricing
-
-Enterprise pricing per seat is agreed per contract, with single sign-on, audit logs, a dedicated success manager and a signed data processing agreement for every workspace.
-"""
+PRICING_DOCUMENT = (
+    f"# Pro plan pricing\n\n"
+    f"{GROUNDED} Every Pro seat includes unlimited threads, shared knowledge "
+    "and priority support from our team in Lisbon.\n\n"
+    "# Team plan pricing\n\n"
+    "The Team plan costs 19 euros per seat per month. Team seats share one knowledge base and the same assistant, "
+    "and can move to the Pro plan at any time without losing history.\n\n"
+    "# Enterprise pricing\n\n"
+    "Enterprise pricing per seat is agreed per contract, with single sign-on, audit logs, "
+    "a dedicated success manager and a signed data processing agreement for every workspace.\n"
+)
 # The member who logs in, and the knowledge the local assistant grounds its replies in.
 SETUP = f"""
 from knowledge.services import document_create
@@ -106,11 +104,13 @@ def web_server(tmp_path_factory):
     """daphne on the embedded default (SQLite, in-process streams) over a fresh data dir, DEBUG off."""
     data = tmp_path_factory.mktemp("web-e2e")
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "DJANGO_DEBUG", "TENEX_TESTING"}}
+    env = {k: v for k, v in os.environ.items()
+           if k not in {"DATABASE_URL", "REDIS_URL", "DJANGO_DEBUG", "TENEX_TESTING"}}
     env.update(TENEX_DATA_DIR=str(data), TENEX_LOCAL_TOKEN_DELAY_MS="20", DJANGO_SECRET_KEY=secrets.token_urlsafe(40))
     venv = ROOT / ".venv" / "bin"
     for command in (["migrate", "--noinput"], ["shell", "-c", SETUP]):
-        subprocess.run([str(venv / "python"), "manage.py", *command], cwd=ROOT, env=env, check=True, capture_output=True, timeout=120)
+        subprocess.run([str(venv / "python"), "manage.py", *command], cwd=ROOT, env=env, check=True,
+                       capture_output=True, timeout=120)
     log = data / "daphne.log"
     with log.open("w") as output:
         process = subprocess.Popen(

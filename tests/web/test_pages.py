@@ -115,7 +115,9 @@ def test_thread_page_shows_the_whole_history(workspace, alice):
         )
     html = session_client(alice.user).get(f"/chat/{thread.pk}").content.decode()
     contents = re.findall(r'<div class="message-content">(.*?)</div>', html, re.DOTALL)
-    assert contents == ["What does Pro cost? &lt;b&gt;now&lt;/b&gt;", "Pro costs 49 € per seat.", "And Team?", "Team costs"]
+    assert contents == [
+        "What does Pro cost? &lt;b&gt;now&lt;/b&gt;", "Pro costs 49 € per seat.", "And Team?", "Team costs"
+    ]
     assert re.findall(r'data-role="(\w+)"', html) == ["user", "assistant", "user", "assistant"]
     assert "<h1 id=\"thread-title\">Pro pricing</h1>" in html
     assert '<details class="tool-call" data-call-id="call_1">' in html and "<code>search_knowledge</code>" in html
@@ -125,7 +127,9 @@ def test_thread_page_shows_the_whole_history(workspace, alice):
     assert 'id="composer"' in html and 'id="stop-button"' in html
 
 
-def test_a_thread_that_is_not_mine_is_the_same_404_page_as_a_missing_one(workspace, alice, bob, outsider, other_workspace):
+def test_a_thread_that_is_not_mine_is_the_same_404_page_as_a_missing_one(
+    workspace, alice, bob, outsider, other_workspace
+):
     bobs = ThreadFactory(workspace=workspace, user=bob.user)
     theirs = ThreadFactory(workspace=other_workspace, user=outsider.user)
     client = session_client(alice.user)

@@ -38,7 +38,9 @@ def test_session_scope_is_the_personal_key_scope_without_a_key(alice):
     assert session_scope.user_id == alice.id and not session_scope.is_service
 
 
-def test_session_sees_exactly_what_the_personal_key_sees(workspace, alice, bob, service_client, outsider, other_workspace):
+def test_session_sees_exactly_what_the_personal_key_sees(
+    workspace, alice, bob, service_client, outsider, other_workspace
+):
     for index in range(9):
         ThreadFactory(workspace=workspace, user=alice.user, pinned=index % 4 == 0, archived=index % 3 == 0)
     ThreadFactory(workspace=workspace, user=bob.user)
@@ -66,7 +68,9 @@ def test_unsafe_requests_need_the_csrf_token(alice):
     assert created.status_code == 201 and created.json()["user_id"] == alice.id
     url = f"{THREADS}/{created.json()['id']}"
     assert_error(browser.patch(url, {"pinned": True}, content_type="application/json"), 403)
-    patched = browser.patch(url, {"pinned": True, "title": "Q3"}, content_type="application/json", HTTP_X_CSRFTOKEN=token)
+    patched = browser.patch(
+        url, {"pinned": True, "title": "Q3"}, content_type="application/json", HTTP_X_CSRFTOKEN=token
+    )
     assert patched.json()["pinned"] is True and patched.json()["title"] == "Q3"
     assert_error(browser.delete(url), 403)
     assert browser.delete(url, HTTP_X_CSRFTOKEN=token).status_code == 204
