@@ -29,14 +29,22 @@ from django.conf import settings
 from chat.stream.events import Event, event_text
 
 TERMINAL_TYPES = frozenset({"done", "error"})
+# An append's answer when the events went in and a cancel of the message has been asked for (truthy).
+CANCEL_REQUESTED = 2
+
+
+def cancel_key(message_id: str) -> str:
+    """The Redis key marking a message whose generation should stop (hash-tagged like its log)."""
+    return f"tenex:cancel:{{{message_id}}}"
 
 
 class StreamLog(Protocol):
-    async def append(self, message_id: str, events: list[Event]) -> bool:
-        """Append events with consecutive seqs, all or none; False when the first seq is already taken."""
+    async def append(self, message_id: str, events: list[Event]) -> bool | int:
+        """Append events with consecutive seqs, all or none; False when the first seq is already taken,
+        CANCEL_REQUESTED when they went in and the message's cancel mark is set (Redis only)."""
         ...
 
-    async def append_many(self, batches: list[tuple[str, list[Event]]]) -> list[bool | Exception]:
+    async def append_many(self, batches: list[tuple[str, list[Event]]]) -> list[bool | int | Exception]:
         """`append` for several messages at once (one round trip); a result, or the error, per batch."""
         ...
 
@@ -231,7 +239,10 @@ class MemoryStreamLog:
 
 # Appends a batch atomically: refused whole when its first seq is not above the stream's last entry,
 # so a producer that lost its lease can never write after the ending another process recorded.
-# KEYS[1] stream; ARGV: maxlen, ttl, first seq, then one JSON payload per event.
+# Answers 2 instead of 1 when the message's cancel mark is set: the producer learns of a cancel with
+# its next append, even one whose pub/sub notice it missed, at no extra round trip.
+# KEYS[1] stream, KEYS[2] cancel mark (same hash tag); ARGV: maxlen, ttl, first seq, then one JSON
+# payload per event.
 _APPEND_SCRIPT = """
 local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
 local first = tonumber(ARGV[3])
@@ -242,6 +253,9 @@ for i = 4, #ARGV do
   redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], (first + i - 4) .. '-0', 'e', ARGV[i])
 end
 redis.call('EXPIRE', KEYS[1], ARGV[2])
+if redis.call('EXISTS', KEYS[2]) == 1 then
+  return 2
+end
 return 1
 """
 _APPEND_SHA = hashlib.sha1(_APPEND_SCRIPT.encode()).hexdigest()
@@ -318,7 +332,7 @@ class RedisStreamLog:
             raise result
         return result
 
-    async def append_many(self, batches: list[tuple[str, list[Event]]]) -> list[bool | Exception]:
+    async def append_many(self, batches: list[tuple[str, list[Event]]]) -> list[bool | int | Exception]:
         import redis
 
         entry = self._client()
@@ -326,22 +340,25 @@ class RedisStreamLog:
             await entry.client.script_load(_APPEND_SCRIPT)
             entry.script_loaded = True
         pending = [index for index, (_message_id, events) in enumerate(batches) if events]
-        results: list[bool | Exception] = [True] * len(batches)
+        results: list[bool | int | Exception] = [True] * len(batches)
         for attempt in range(2):
             commands = []
             for index in pending:
                 message_id, events = batches[index]
                 payloads = [event_text(event) for event in events]  # the SSE readers' text too
-                commands.append(
-                    (_APPEND_SHA, 1, self.key(message_id), self._maxlen, self._ttl, events[0]["seq"], *payloads)
-                )
+                commands.append((
+                    _APPEND_SHA, 2, self.key(message_id), cancel_key(message_id), self._maxlen, self._ttl,
+                    events[0]["seq"], *payloads,
+                ))
             replies = await self._evalsha_all(entry.client, commands)
             missing = []
             for index, reply in zip(pending, replies, strict=True):
                 if isinstance(reply, redis.exceptions.NoScriptError) and attempt == 0:
                     missing.append(index)  # Redis restarted or was flushed: load the script and resend
                 else:
-                    results[index] = reply if isinstance(reply, Exception) else bool(reply)
+                    results[index] = reply if isinstance(reply, Exception) else (
+                        CANCEL_REQUESTED if reply == CANCEL_REQUESTED else bool(reply)
+                    )
             if not missing:
                 break
             await entry.client.script_load(_APPEND_SCRIPT)

@@ -37,7 +37,7 @@ from agents.runtime import ToolCallUpdate, run_assistant
 from chat.files import files_cleanup
 from chat.stream import records
 from chat.stream.events import make_event
-from chat.stream.log import TERMINAL_TYPES, async_redis_client, get_stream_log
+from chat.stream.log import CANCEL_REQUESTED, TERMINAL_TYPES, async_redis_client, cancel_key, get_stream_log
 
 logger = logging.getLogger(__name__)
 
@@ -57,10 +57,6 @@ def utf8_safe(text: str) -> str:
     except UnicodeEncodeError:
         return text.encode("utf-8", "replace").decode()
     return text
-
-
-def cancel_key(message_id: str) -> str:
-    return f"tenex:cancel:{{{message_id}}}"
 
 
 @dataclass
@@ -100,6 +96,7 @@ class GenerationRuntime:
         self._early_cancels: dict[str, float] = {}
         # Generations with events to write, in the order they published, and the one task writing them.
         self._unflushed: dict[str, ActiveGeneration] = {}
+        self._ended_leases: list[str] = []  # "workspace|message" of replies ended here, for the sweep's list
         self._flusher: asyncio.Task | None = None
         self._db = ThreadPoolExecutor(max_workers=8, thread_name_prefix="tenex-generation-db")
         self.loop = asyncio.new_event_loop()
@@ -249,16 +246,10 @@ class GenerationRuntime:
                 logger.warning("cancel listener lost Redis; retrying", exc_info=True)
                 await asyncio.sleep(1)
 
-    async def _cancel_was_requested(self, message_id: str) -> bool:
-        if self._early_cancels.pop(message_id, None) is not None:
-            return True
-        if not self.redis_url:
-            return False
-        try:
-            return bool(await self._lease_client().exists(cancel_key(message_id)))
-        except Exception:  # noqa: BLE001 - a cancel sent later still arrives through pub/sub
-            logger.warning("could not check for an early cancel of %s", message_id, exc_info=True)
-            return False
+    def _cancel_was_requested(self, message_id: str) -> bool:
+        # A cancel this process heard of before the reply started here. One it missed (its pub/sub
+        # notice lost to a Redis blip) stops the reply at its next append, which sees the cancel mark.
+        return self._early_cancels.pop(message_id, None) is not None
 
     # --- producing ----------------------------------------------------------------------------
     def _publish(self, generation: ActiveGeneration, kind: str, **payload: Any) -> None:
@@ -305,6 +296,8 @@ class GenerationRuntime:
                 elif not result:
                     generation.lost = True  # another process ended this message: its ending stands
                     generation.stop()
+                elif result == CANCEL_REQUESTED:
+                    generation.stop()  # idempotent: the ending's own append may answer this too
 
     async def _drain(self, generation: ActiveGeneration) -> None:
         """Wait until every published event is in the log, retrying once after a failed round;
@@ -326,7 +319,7 @@ class GenerationRuntime:
         self.active[message_id] = generation
         try:
             generation.claimed = True  # from now on the checkpointer saves it and renews its lease
-            if await self._cancel_was_requested(message_id):
+            if self._cancel_was_requested(message_id):
                 generation.stop()
             try:
                 status, error = await self._produce(generation, loaded)
@@ -350,7 +343,11 @@ class GenerationRuntime:
             self.active.pop(message_id, None)
             if generation.state.seq == 0:
                 self.log.abandon(message_id)  # nothing produced here: readers look in Redis
-            await self._untrack_lease(workspace_id, message_id)
+            if self.redis_url:
+                # Taken off the sweep's list with the next checkpoint, together with every other
+                # reply that ended meanwhile: one Redis call a second, not one per reply. Until then
+                # the sweep finds the reply ended and lets it be.
+                self._ended_leases.append(f"{workspace_id}|{message_id}")
 
     async def _produce(self, generation: ActiveGeneration, loaded: records.GenerationInput) -> tuple[str, dict | None]:
         """Run the assistant until it ends or the generation is cancelled (which cancels the provider call)."""
@@ -418,6 +415,7 @@ class GenerationRuntime:
         lease = settings.TENEX_STREAM_LEASE_SECONDS
         while True:
             await asyncio.sleep(CHECKPOINT_SECONDS)
+            await self._forget_ended_leases()
             now = time.monotonic()
             due = [
                 generation
@@ -467,6 +465,12 @@ class GenerationRuntime:
             await self._lease_client().zadd(LEASES_KEY, {f"{ws}|{message_id}": expires for ws, message_id in replies})
         except Exception:  # noqa: BLE001 - readers still end a lapsed reply by its database lease
             logger.warning("could not renew %d leases in Redis", len(replies), exc_info=True)
+
+    async def _forget_ended_leases(self) -> None:
+        ended, self._ended_leases = self._ended_leases, []
+        if ended:
+            with suppress(Exception):  # left for the sweep, which drops the entries of ended replies
+                await self._lease_client().zrem(LEASES_KEY, *ended)
 
     async def _untrack_lease(self, workspace_id: str, message_id: str) -> None:
         if not self.redis_url:

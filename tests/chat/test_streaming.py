@@ -144,6 +144,25 @@ def test_cancel_keeps_partial_content_and_ends_with_done(alice, thread, settings
     assert again.status_code == 200 and again.json() == cancelled
 
 
+def test_a_cancel_mark_stops_the_reply_even_when_its_notice_is_missed(alice, thread, settings):
+    """The producer's appends see the cancel mark in Redis: a cancel whose pub/sub notice never
+    reached the producing process (here: only the mark is set) still stops the reply."""
+    import redis
+
+    from chat.stream.log import cancel_key
+
+    settings.TENEX_LOCAL_TOKEN_DELAY_MS = 40
+    reply_id = send(alice.client, thread["id"]).json()["assistant_message"]["id"]
+    time.sleep(0.5)
+    redis.Redis.from_url(settings.REDIS_URL).set(cancel_key(reply_id), "1", ex=60)
+    final = wait_final(alice.client, thread["id"], reply_id, timeout=5)
+    assert final["status"] == "cancelled"
+    events = parse_sse(streamed_body(stream(alice.client, thread["id"], reply_id)))
+    assert events[-1]["event"] == "done" and events[-1]["data"]["message"]["status"] == "cancelled"
+    assert joined_deltas(events) == final["content"]
+    assert final["content"]  # what was produced before the mark was seen is kept
+
+
 def test_cancel_of_a_finished_reply_changes_nothing(alice, thread):
     reply_id = send(alice.client, thread["id"]).json()["assistant_message"]["id"]
     final = wait_final(alice.client, thread["id"], reply_id)
