@@ -113,7 +113,7 @@ class GenerationRuntime:
         asyncio.set_event_loop(self.loop)
         self.loop.call_soon(self._ready.set)
         self._sweeper = self._keep(self.loop.create_task(self._sweep_forever()))
-        self._keep(self.loop.create_task(self._checkpoint_forever()))
+        self._checkpointer = self._keep(self.loop.create_task(self._checkpoint_forever()))
         if self.redis_url:
             self._keep(self.loop.create_task(self._listen_for_cancels()))
         self.loop.run_forever()
@@ -127,18 +127,34 @@ class GenerationRuntime:
     def drain(self, seconds: float) -> None:
         """At exit: let the replies in progress finish for up to `seconds`, then end the rest as
         `interrupted` at once (their readers get `error` now, not when the lease lapses)."""
-        # No more sweeps: the thread pools they need close right after this.
-        self.loop.call_soon_threadsafe(self._sweeper.cancel)
-        deadline = time.monotonic() + seconds
-        while self.active and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if not self.active:
-            return
-        logger.warning("ending %d replies still in progress as interrupted", len(self.active))
-        self.loop.call_soon_threadsafe(self._stop_all)
-        deadline = time.monotonic() + 5
-        while self.active and time.monotonic() < deadline:
-            time.sleep(0.05)
+        # No more sweeps: the thread pools they need close right after this. Wait until the loop
+        # has stopped the sweeper (a sweep it was about to start would find the pools closed).
+        self._stop_task(self._sweeper)
+        try:
+            deadline = time.monotonic() + seconds
+            while self.active and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if not self.active:
+                return
+            logger.warning("ending %d replies still in progress as interrupted", len(self.active))
+            self.loop.call_soon_threadsafe(self._stop_all)
+            deadline = time.monotonic() + 5
+            while self.active and time.monotonic() < deadline:
+                time.sleep(0.05)
+        finally:
+            # The checkpointer renewed the leases of the replies that were finishing; nothing is left.
+            self._stop_task(self._checkpointer)
+
+    def _stop_task(self, task: asyncio.Task) -> None:
+        """Cancel one of the loop's own tasks from another thread and wait (briefly) until it has ended."""
+
+        async def stop() -> None:
+            task.cancel()
+            with suppress(BaseException):
+                await task
+
+        with suppress(Exception):
+            self.submit(stop()).result(timeout=2)
 
     def _stop_all(self) -> None:
         for generation in self.active.values():

@@ -60,6 +60,7 @@ def daphne_process(**env: str):
         cwd=ROOT, env={**server_env(connection.settings_dict["NAME"]), **env},
         stdout=subprocess.DEVNULL, stderr=log,
     )
+    process.log_path = Path(log.name)  # what it wrote to stderr, for tests that read it
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30
@@ -231,6 +232,9 @@ def test_a_process_told_to_stop_finishes_its_replies_first(servers, alice, threa
         reply_id = start_long_reply(stopping, alice.key, thread_id)
         process.terminate()  # SIGTERM, as a deploy or a scale-down sends it
         process.wait(30)
+        # A clean stop: no sweep or checkpoint ran into the closing thread pools, nothing failed.
+        stderr = process.log_path.read_text()
+        assert "Traceback" not in stderr and "failed" not in stderr, stderr[-3000:]
     events = full_stream(a, alice.key, thread_id, reply_id)
     assert events[-1]["event"] == "done"
     message = events[-1]["data"]["message"]
