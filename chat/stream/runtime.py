@@ -142,8 +142,11 @@ class GenerationRuntime:
             while self.active and time.monotonic() < deadline:
                 time.sleep(0.05)
         finally:
-            # The checkpointer renewed the leases of the replies that were finishing; nothing is left.
+            # The checkpointer renewed the leases of the replies that were finishing; nothing is left
+            # but to take the replies that ended since its last round off the sweep's list.
             self._stop_task(self._checkpointer)
+            with suppress(Exception):
+                self.submit(self._forget_ended_leases()).result(timeout=2)
 
     def _stop_task(self, task: asyncio.Task) -> None:
         """Cancel one of the loop's own tasks from another thread and wait (briefly) until it has ended."""
