@@ -19,6 +19,8 @@ What it does, all in one run on this machine:
    `delta` event (TTFD), split into response head / first event / first delta. The window lasts
    --duration seconds, or longer (up to --max-duration) until there is one TTFD sample per worker.
    Same against the bare app. Ratios: events/s tenex/bare; server-added TTFD = tenex - bare.
+   With --processes N, N tenex and N bare processes serve the workers (worker i talks to process
+   i mod N; CPU is their sum), the way several processes per host would behind a load balancer.
 5. RSS per open stream: a fresh tenex daphne with a 2 s token delay; VmRSS after 20 warm-up
    streams, then after --slow-streams more (opened 50 at a time, each batch waiting for every first
    delta) and what holding them costs for 10 s. The same for the bare app pausing 2 s per event.
@@ -519,7 +521,7 @@ class HttpxClient:
 @dataclass
 class Target:
     label: str
-    server: Daphne
+    servers: list[Daphne]  # worker i talks to servers[i % len(servers)]
     key: str
     paths: list[str]  # one per worker: each worker posts to its own thread
 
@@ -612,7 +614,7 @@ async def load_phase(target: Target, concurrency: int, warmup: float, duration: 
 
     async def worker(index: int) -> None:
         nonlocal first_deltas
-        client = make_client(client_kind, target.server, target.key, request_timeout)
+        client = make_client(client_kind, target.servers[index % len(target.servers)], target.key, request_timeout)
         path = target.paths[index]
         try:
             while not closed.is_set():
@@ -652,10 +654,11 @@ async def load_phase(target: Target, concurrency: int, warmup: float, duration: 
         finally:
             await client.close()
 
-    pid = target.server.pid
+    pids = [server.pid for server in target.servers]
 
     def mark_cpu() -> tuple[float, float, dict[int, float], float]:
-        return cpu_seconds(pid), time.process_time(), service_cpu_seconds(), machine_busy_seconds()
+        server_cpu = sum(cpu_seconds(pid) for pid in pids)
+        return server_cpu, time.process_time(), service_cpu_seconds(), machine_busy_seconds()
 
     tasks = [asyncio.create_task(worker(i)) for i in range(concurrency)]
     await asyncio.sleep(max(0.0, window.start - time.perf_counter()))
@@ -964,6 +967,8 @@ def main() -> int:
     parser.add_argument("--slow-streams", type=int, default=1000,
                         help="open streams for the RSS measure (default 1000)")
     parser.add_argument("--slow-delay-ms", type=int, default=2000, help="token delay that keeps streams open")
+    parser.add_argument("--processes", type=int, default=1,
+                        help="daphne processes per server under load, workers spread over them (default 1)")
     parser.add_argument("--skip-rss", action="store_true", help="skip the RSS-per-open-stream measurement")
     parser.add_argument("--skip-bare-rss", action="store_true", help="skip the bare app's RSS measurement")
     parser.add_argument("--keep", action="store_true", help="keep (reuse) the database; do not drop it at the end")
@@ -1000,6 +1005,8 @@ def main() -> int:
         infra.flush_redis()
         key = infra.api_key()
         tenex = start("tenex", "tenex.asgi:application")
+        # More processes of each, started alike (--processes): workers are spread over them.
+        more_tenex = [start(f"tenex-{i}", "tenex.asgi:application") for i in range(2, args.processes + 1)]
         if not kept:
             per_passage = asyncio.run(seed_knowledge(tenex, key, args.words))
             log(f"seeded {len(DOC_TITLES)} knowledge documents of {per_passage} words each")
@@ -1011,12 +1018,14 @@ def main() -> int:
         capture_path.write_text(json.dumps({"headers": headers, "chunks": [b.decode("latin-1") for b in blocks]}))
         log("replayed headers: " + "; ".join(f"{n}: {v}" for n, v in headers))
         bare = start("bare", "bench.bare_sse_app:application", BENCH_SSE_CAPTURE=str(capture_path))
+        more_bare = [start(f"bare-{i}", "bench.bare_sse_app:application", BENCH_SSE_CAPTURE=str(capture_path))
+                     for i in range(2, args.processes + 1)]
 
         pairs: list[tuple[PhaseResult, PhaseResult]] = []
         for concurrency in levels:
             paths = asyncio.run(create_threads(tenex, key, concurrency, f"c{concurrency}"))
-            bare_target = Target("bare", bare, key, [f"/stream/{i}" for i in range(concurrency)])
-            tenex_target = Target("tenex", tenex, key, paths)
+            bare_target = Target("bare", [bare, *more_bare], key, [f"/stream/{i}" for i in range(concurrency)])
+            tenex_target = Target("tenex", [tenex, *more_tenex], key, paths)
             results = []
             for target in (bare_target, tenex_target):
                 log(f"{target.label}: {concurrency} concurrent streams, "
@@ -1034,8 +1043,8 @@ def main() -> int:
                     if remaining:
                         log(f"  {remaining} replies still streaming 90 s after the phase (left running)")
             pairs.append((results[0], results[1]))
-        stop(bare)
-        stop(tenex)
+        for server in (bare, *more_bare, tenex, *more_tenex):
+            stop(server)
 
         rss_results: list[RssResult] = []
         if not args.skip_rss:
@@ -1132,9 +1141,9 @@ def main() -> int:
     finally:
         for server in servers:
             server.stop()
-        for name in ("tenex", "tenex-slow", "bare", "bare-slow"):
-            path = workdir / f"daphne-{name}.stderr"
-            if path.exists() and path.stat().st_size:
+        for path in sorted(workdir.glob("daphne-*.stderr")):
+            name = path.name.removeprefix("daphne-").removesuffix(".stderr")
+            if path.stat().st_size:
                 text = path.read_bytes().decode(errors="replace")
                 noisy = [line for line in text.splitlines()
                          if any(w in line for w in ("Error", "ERROR", "Exception", "Timeout", "WARNING"))]
