@@ -47,14 +47,8 @@ def embedded_server(tmp_path):
         if found:
             key = found.group(1)
     base = f"http://127.0.0.1:{port}"
-    while True:
-        try:
-            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.1)
-        if time.monotonic() > deadline:
-            raise RuntimeError("daphne did not answer")
+    # The banner is printed once the server listens: what it shows works at once, no retrying.
+    assert httpx.get(f"{base}/healthz", timeout=5).status_code == 200
     try:
         yield base, key, output
     finally:
