@@ -42,9 +42,14 @@ from chat.stream.log import CANCEL_REQUESTED, TERMINAL_TYPES, async_redis_client
 logger = logging.getLogger(__name__)
 
 CANCEL_CHANNEL = "tenex:cancel"
-LEASES_KEY = "tenex:leases"
+LEASES_KEY = "tenex:leases"  # a sorted set: lease_member(...) scored by when the lease lapses
 CHECKPOINT_SECONDS = 1.0
 FILE_CLEANUP_SECONDS = 3600.0
+
+
+def lease_member(workspace_id: str, message_id: str) -> str:
+    """A reply's entry in LEASES_KEY; the sweep splits it back on the first "|"."""
+    return f"{workspace_id}|{message_id}"
 
 
 def utf8_safe(text: str) -> str:
@@ -96,7 +101,7 @@ class GenerationRuntime:
         self._early_cancels: dict[str, float] = {}
         # Generations with events to write, in the order they published, and the one task writing them.
         self._unflushed: dict[str, ActiveGeneration] = {}
-        self._ended_leases: list[str] = []  # "workspace|message" of replies ended here, for the sweep's list
+        self._ended_leases: list[str] = []  # lease_member()s of replies ended here, for the sweep's list
         self._flusher: asyncio.Task | None = None
         self._db = ThreadPoolExecutor(max_workers=8, thread_name_prefix="tenex-generation-db")
         self.loop = asyncio.new_event_loop()
@@ -217,7 +222,7 @@ class GenerationRuntime:
         """
         if self.redis_url:
             expires = time.time() + settings.TENEX_STREAM_LEASE_SECONDS
-            self.redis().zadd(LEASES_KEY, {f"{workspace_id}|{message_id}": expires})
+            self.redis().zadd(LEASES_KEY, {lease_member(workspace_id, message_id): expires})
 
     def start(self, workspace_id: str, message_id: str, loaded: records.GenerationInput) -> None:
         """Produce a reply this process leased at insert (`records.generation_input` read its input)."""
@@ -366,7 +371,7 @@ class GenerationRuntime:
                 # Taken off the sweep's list with the next checkpoint, together with every other
                 # reply that ended meanwhile: one Redis call a second, not one per reply. Until then
                 # the sweep finds the reply ended and lets it be.
-                self._ended_leases.append(f"{workspace_id}|{message_id}")
+                self._ended_leases.append(lease_member(workspace_id, message_id))
 
     async def _produce(self, generation: ActiveGeneration, loaded: records.GenerationInput) -> tuple[str, dict | None]:
         """Run the assistant until it ends or the generation is cancelled (which cancels the provider call)."""
@@ -481,7 +486,7 @@ class GenerationRuntime:
             return
         expires = time.time() + settings.TENEX_STREAM_LEASE_SECONDS
         try:
-            await self._lease_client().zadd(LEASES_KEY, {f"{ws}|{message_id}": expires for ws, message_id in replies})
+            await self._lease_client().zadd(LEASES_KEY, {lease_member(*reply): expires for reply in replies})
         except Exception:  # noqa: BLE001 - readers still end a lapsed reply by its database lease
             logger.warning("could not renew %d leases in Redis", len(replies), exc_info=True)
 
@@ -495,7 +500,7 @@ class GenerationRuntime:
         if not self.redis_url:
             return
         with suppress(Exception):
-            await self._lease_client().zrem(LEASES_KEY, f"{workspace_id}|{message_id}")
+            await self._lease_client().zrem(LEASES_KEY, lease_member(workspace_id, message_id))
 
     def _lease_client(self):
         if getattr(self, "_async_redis", None) is None:
