@@ -33,6 +33,10 @@ TERMINAL_TYPES = frozenset({"done", "error"})
 CANCEL_REQUESTED = 2
 
 
+def _delta_chars(events: list[Event]) -> int:
+    return sum(len(event["delta"]) for event in events if event["type"] == "delta")
+
+
 def cancel_key(message_id: str) -> str:
     """The Redis key marking a message whose generation should stop (hash-tagged like its log)."""
     return f"tenex:cancel:{{{message_id}}}"
@@ -51,6 +55,11 @@ class StreamLog(Protocol):
     async def read(self, message_id: str, after_seq: int, *, block_seconds: float) -> list[Event]: ...
 
     async def exists(self, message_id: str) -> bool: ...
+
+    async def text_through(self, message_id: str, seq: int) -> int | None:
+        """How many characters the deltas of events 1..`seq` hold; None when the log no longer
+        holds every one of them (expired, trimmed, or lost)."""
+        ...
 
     def expect(self, message_id: str) -> None:
         """This process is about to produce the message: its readers here can wait for it locally."""
@@ -217,6 +226,13 @@ class MemoryStreamLog:
     async def exists(self, message_id: str) -> bool:
         self._expire()
         return bool(self._events.get(message_id))
+
+    async def text_through(self, message_id: str, seq: int) -> int | None:
+        with self._lock:
+            events = self._after(message_id, 0)
+            if not events or events[0]["seq"] != 1 or len(events) < seq or events[seq - 1]["seq"] != seq:
+                return None
+            return _delta_chars(events[:seq])
 
     async def finish(self, message_id: str) -> None:
         with self._lock:
@@ -404,6 +420,22 @@ class RedisStreamLog:
             for _entry_id, fields in entries:
                 events.append(Event.decode(fields.get(b"e") or fields.get("e")))
         return events
+
+    async def text_through(self, message_id: str, seq: int) -> int | None:
+        # Redis, not the mirror: the mirror keeps only a reply's newest events. A rare path (a
+        # stream finished from the stored message), so it reads the events a page at a time.
+        client = self._client().client
+        key = self.key(message_id)
+        chars = 0
+        expected = 1
+        while expected <= seq:
+            entries = await client.xrange(key, min=f"{expected}-0", max=f"{seq}-0", count=1000)
+            events = [Event.decode(fields.get(b"e") or fields.get("e")) for _entry_id, fields in entries]
+            if not events or any(event["seq"] != expected + i for i, event in enumerate(events)):
+                return None  # the log lost some of them
+            chars += _delta_chars(events)
+            expected += len(events)
+        return chars
 
     async def exists(self, message_id: str) -> bool:
         if self.mirror is not None and await self.mirror.exists(message_id):

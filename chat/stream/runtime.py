@@ -350,8 +350,11 @@ class GenerationRuntime:
             finally:
                 generation.claimed = False
             if generation.publish_error is not None:
-                raise generation.publish_error
-            if generation.stopping:
+                # The log stopped taking events: the reply ends with what it has, every word of it
+                # in the database, from where readers finish their streams.
+                logger.error("the stream log refused the events of %s: %r", message_id, generation.publish_error)
+                status, error = "failed", STREAM_UNAVAILABLE_ERROR
+            elif generation.stopping:
                 status, error = "interrupted", INTERRUPTED_ERROR
             if not generation.lost:
                 await self._finish(generation, status, error)
@@ -427,7 +430,11 @@ class GenerationRuntime:
             self._publish(generation, "done", message=message)
         else:
             self._publish(generation, "error", message=message, error=error)
-        await self._drain(generation)
+        try:
+            await self._drain(generation)
+        except Exception as exc:  # noqa: BLE001 - the log is unreachable; the ending is in the database
+            logger.warning("the ending of %s is not in its log (%r); readers take it from the database",
+                           generation.message_id, exc)
         await self.log.finish(generation.message_id)
 
     async def _checkpoint_forever(self) -> None:
@@ -611,6 +618,10 @@ class GenerationRuntime:
             await asyncio.sleep(settings.TENEX_SWEEP_SECONDS)
 
 
+STREAM_UNAVAILABLE_ERROR = {
+    "code": "stream_unavailable",
+    "message": "The stream store stopped accepting the reply; it ended with the text written so far.",
+}
 INTERRUPTED_ERROR = {"code": "interrupted", "message": "The process producing this reply stopped before it finished."}
 
 _runtime: GenerationRuntime | None = None

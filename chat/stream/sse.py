@@ -33,15 +33,22 @@ logger = logging.getLogger(__name__)
 _message_state = database_sync_to_async(records.message_state, thread_sensitive=False)
 
 
-def fallback_events(state: records.MessageState, message_id: str, after_seq: int) -> list[dict]:
-    """Events rebuilt from the stored message when its log is gone: one delta, then the ending."""
+def fallback_events(state: records.MessageState, message_id: str, after_seq: int, delivered: int | None) -> list[dict]:
+    """Events rebuilt from the stored message when its log cannot finish the stream: the text the
+    reader lacks as one delta, then the ending.
+
+    `delivered` is how many characters of the content the reader's deltas (through `after_seq`) gave
+    it; None when nothing left can tell (a resumed reader whose log is gone): then only the ending,
+    whose `message` carries the whole content.
+    """
     kind = "error" if state.message and state.message.get("error") else "done"
     extra = {"error": state.message["error"]} if kind == "error" else {}
     events = []
     seq = after_seq
-    if after_seq == 0 and state.content:
+    rest = state.content[delivered:] if delivered is not None else ""
+    if rest:
         seq += 1
-        events.append(make_event(seq, "delta", message_id=message_id, thread_id=state.thread_id, delta=state.content))
+        events.append(make_event(seq, "delta", message_id=message_id, thread_id=state.thread_id, delta=rest))
     seq = max(seq + 1, state.last_seq)
     events.append(
         make_event(seq, kind, message_id=message_id, thread_id=state.thread_id, message=state.message, **extra)
@@ -73,20 +80,33 @@ async def follow_events(workspace_id: str, message_id: str, after_seq: int) -> A
     ping_every = settings.TENEX_STREAM_PING_SECONDS
     check_every = max(1.0, settings.TENEX_STREAM_LEASE_SECONDS / 2)
     last_seq = after_seq
+    sent_chars = 0  # the text of the deltas this reader has handed out
     last_sent = time.monotonic()
     final_seen_at: float | None = None
+    # The log skipped events (Redis lost them: restarted empty, failed over, trimmed): nothing after
+    # the gap is sent, the stored message finishes the stream once it has ended.
+    gap = False
     first = True  # the first look does not block: a finished message with no log answers at once
     while True:
         first_look, first = first, False
         wait = 0 if first_look else max(0.05, min(check_every, ping_every - (time.monotonic() - last_sent)))
-        events = await _read(log, message_id, last_seq, wait)
+        if gap:
+            await asyncio.sleep(wait)
+            events = []
+        else:
+            events = await _read(log, message_id, last_seq, wait)
         if events:
             batch = []
             for event in events:
                 if event["seq"] <= last_seq:
                     continue
+                if event["seq"] != last_seq + 1:
+                    gap = True
+                    break
                 batch.append(event)
                 last_seq = event["seq"]
+                if event["type"] == "delta":
+                    sent_chars += len(event["delta"])
                 if event["type"] in TERMINAL_TYPES:
                     break
             if batch:
@@ -94,8 +114,9 @@ async def follow_events(workspace_id: str, message_id: str, after_seq: int) -> A
                 last_sent = time.monotonic()
                 if batch[-1]["type"] in TERMINAL_TYPES:
                     return
-            continue
-        if first_look and log.expected_here(message_id):
+            if not gap:
+                continue
+        if first_look and not gap and log.expected_here(message_id):
             continue  # the first look, at a reply this process is starting: its events wake us
         state = await _message_state(workspace_id, message_id)
         if state is None:  # the thread was deleted under us
@@ -108,8 +129,10 @@ async def follow_events(workspace_id: str, message_id: str, after_seq: int) -> A
             return
         if state.status != "streaming":
             final_seen_at = final_seen_at or time.monotonic()
-            if time.monotonic() - final_seen_at >= TERMINAL_GRACE_SECONDS or not await log.exists(message_id):
-                yield fallback_events(state, message_id, last_seq)
+            if gap or time.monotonic() - final_seen_at >= TERMINAL_GRACE_SECONDS or not await log.exists(message_id):
+                # What the reader holds: this connection's deltas, after the ones before `after_seq`.
+                before = 0 if after_seq == 0 else await log.text_through(message_id, after_seq)
+                yield fallback_events(state, message_id, last_seq, None if before is None else before + sent_chars)
                 return
         elif state.lease_expired:
             runtime = get_runtime()

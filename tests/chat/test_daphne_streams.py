@@ -269,3 +269,65 @@ def test_open_streams_hold_no_request_thread_and_no_database_connection(alice, t
             rest = list(events)
             assert rest[-1]["event"] == "done"
             assert joined_deltas(first + rest) == rest[-1]["data"]["message"]["content"]
+
+
+@contextmanager
+def redis_server(port: int, directory: str):
+    """A private, empty Redis on `port` (no persistence), stopped on exit."""
+    process = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--dir", directory],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                break
+            assert process.poll() is None and time.monotonic() < deadline, "redis-server did not start"
+            time.sleep(0.05)
+        yield process
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def test_losing_redis_mid_reply_loses_no_text(alice, thread_id, tmp_path):
+    """Redis stops mid-reply and comes back empty: the reply ends `failed` with what it had, and the
+    client reading it gets every word of that, then the error."""
+    port = free_port()
+    with (
+        redis_server(port, str(tmp_path)) as first_redis,
+        daphne_process(REDIS_URL=f"redis://127.0.0.1:{port}/0", TENEX_LOCAL_TOKEN_DELAY_MS="50") as (base, _),
+        httpx.stream(
+            "POST", f"{base}{THREADS}/{thread_id}/messages", json={"content": "Tell me everything about our pricing"},
+            headers=headers(alice.key, Accept="text/event-stream"), timeout=30,
+        ) as response,
+    ):
+        assert response.status_code == 200
+        events = iter_events(response)
+        seen = [next(events) for _ in range(6)]
+        first_redis.terminate()
+        first_redis.wait(10)
+        reply_id = seen[0]["data"]["message_id"]
+        deadline = time.monotonic() + 10
+        while True:  # the producer's next append fails: the reply ends with the text it has
+            history = httpx.get(f"{base}{THREADS}/{thread_id}/messages", headers=headers(alice.key)).json()
+            stored = next(m for m in history["results"] if m["id"] == reply_id)
+            if stored["status"] != "streaming" or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        assert stored["status"] == "failed" and stored["error"]["code"] == "stream_unavailable", stored
+        with redis_server(port, str(tmp_path)):  # back, but empty: the log is gone
+            rest = list(events)
+            replayed = full_stream(base, alice.key, thread_id, reply_id)
+    streamed = seen + rest
+    assert [e["id"] for e in streamed] == list(range(1, len(streamed) + 1))
+    assert streamed[-1]["event"] == "error" and streamed[-1]["data"]["error"]["code"] == "stream_unavailable"
+    assert streamed[-1]["data"]["message"] == stored
+    assert len(stored["content"]) > len(joined_deltas(seen)) > 0
+    assert joined_deltas(streamed) == stored["content"]
+    # A new reader from the start (the events Redis had accepted, still held in the producing
+    # process's mirror, then the stored rest) gets it whole too.
+    assert [e["id"] for e in replayed] == list(range(1, len(replayed) + 1))
+    assert replayed[-1]["event"] == "error" and joined_deltas(replayed) == stored["content"]

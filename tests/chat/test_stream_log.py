@@ -311,3 +311,32 @@ def test_appends_survive_redis_forgetting_the_append_script(message_id, raw_redi
     assert stored_seqs(raw_redis, message_id) == [1, 2, 3, 4, 5]
     assert stored_seqs(raw_redis, other) == [1]
     raw_redis.delete(RedisStreamLog.key(other))
+
+
+def test_text_through_counts_delta_text_only_while_the_log_holds_every_event(message_id, raw_redis):
+    redis_log = RedisStreamLog(settings.REDIS_URL, mirror_seconds=0)
+    memory_log = MemoryStreamLog()
+    written = (
+        [make_event(1, "tool_call", message_id=message_id, thread_id="thr_x", tool_call={"id": "call_1"})]
+        + [make_event(seq, "delta", message_id=message_id, thread_id="thr_x", delta="é" * seq)
+           for seq in range(2, 1503)]
+    )
+
+    async def scenario(log):
+        assert await log.append(message_id, written)
+        # 1,500 deltas of 2..1502 characters: more than one page of Redis entries.
+        return [await log.text_through(message_id, seq) for seq in (1, 2, 3, 1200, 1502, 1503)]
+
+    expected = [0, 2, 5, sum(range(2, 1201)), sum(range(2, 1503)), None]  # 1503 was never written
+    assert asyncio.run(scenario(redis_log)) == expected
+    assert asyncio.run(scenario(memory_log)) == expected
+    raw_redis.xdel(RedisStreamLog.key(message_id), "700-0")  # lost, as after a failover
+    assert asyncio.run(redis_log.text_through(message_id, 699)) == sum(range(2, 700))
+    assert asyncio.run(redis_log.text_through(message_id, 700)) is None
+    assert asyncio.run(redis_log.text_through(message_id, 1200)) is None
+    assert asyncio.run(redis_log.text_through(f"{message_id}gone", 3)) is None
+    assert asyncio.run(memory_log.text_through(f"{message_id}gone", 3)) is None
+    trimmed = MemoryStreamLog(keep_last=100)  # holds only the newest events, as a mirror does
+    asyncio.run(trimmed.append(message_id, written))
+    assert asyncio.run(trimmed.text_through(message_id, 1502)) is None
+    raw_redis.delete(RedisStreamLog.key(message_id))

@@ -59,6 +59,57 @@ def test_expired_log_replays_from_the_stored_message(alice, thread):
     assert alice.client.get(url, HTTP_LAST_EVENT_ID=str(original[-1]["id"])).status_code == 204
 
 
+def finished_reply(alice, thread) -> tuple[str, list[dict]]:
+    """A reply streamed to its end, its events now only in Redis (the local mirror forgot them)."""
+    sent = alice.client.post(f"{THREADS}/{thread['id']}/messages", {"content": "Tell me about pricing"},
+                             format="json", HTTP_ACCEPT="text/event-stream")
+    original = parse_sse(streamed_body(sent))
+    reply_id = original[-1]["data"]["message_id"]
+    get_stream_log().mirror.drop(reply_id)
+    return reply_id, original
+
+
+def forget_events(reply_id: str, seqs) -> None:
+    """Lose entries of a reply's log, as a Redis that restarted or failed over without them would."""
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    assert client.xdel(RedisStreamLog.key(reply_id), *[f"{seq}-0" for seq in seqs]) == len(seqs)
+    client.close()
+
+
+def test_a_log_that_lost_its_tail_is_finished_from_the_stored_message(alice, thread):
+    reply_id, original = finished_reply(alice, thread)
+    content = original[-1]["data"]["message"]["content"]
+    assert len(original) > 12
+    kept = 10  # the log kept events 1..10: the later deltas and the ending never made it
+    forget_events(reply_id, range(kept + 1, len(original) + 1))
+    url = f"{THREADS}/{thread['id']}/messages/{reply_id}/stream"
+    for after in (0, 4, kept):
+        resumed = parse_sse(streamed_body(alice.client.get(url, HTTP_LAST_EVENT_ID=str(after))))
+        events = original[:after] + resumed
+        assert [e["id"] for e in events[: kept + 1]] == list(range(1, kept + 2)), after
+        assert events[kept]["event"] == "delta"  # the text the log lost, in one delta
+        assert events[-1]["event"] == "done" and events[-1]["data"]["message"] == original[-1]["data"]["message"]
+        assert joined_deltas(events) == content, after
+
+
+def test_a_gap_in_the_log_is_never_streamed_over(alice, thread):
+    reply_id, original = finished_reply(alice, thread)
+    content = original[-1]["data"]["message"]["content"]
+    assert [e["event"] for e in original[:5]] == ["tool_call", "tool_call", "delta", "delta", "delta"]
+    forget_events(reply_id, [4, 5])  # two deltas lost in the middle of the log
+    url = f"{THREADS}/{thread['id']}/messages/{reply_id}/stream"
+    for after in (0, 2, 3):
+        resumed = parse_sse(streamed_body(alice.client.get(url, HTTP_LAST_EVENT_ID=str(after))))
+        events = original[:after] + resumed
+        ids = [e["id"] for e in events]
+        assert ids == sorted(set(ids)) and ids[: after + 1] == list(range(1, after + 2)), ids
+        assert events[-1]["event"] == "done"
+        assert joined_deltas(events) == content, after
+    # After the gap the log is whole again: a reader resuming there reads it as it is.
+    resumed = parse_sse(streamed_body(alice.client.get(url, HTTP_LAST_EVENT_ID="5")))
+    assert resumed == original[5:]
+
+
 def test_idle_stream_sends_pings_until_the_lease_lapses(alice, thread, workspace, settings):
     settings.TENEX_STREAM_PING_SECONDS = 1
     settings.TENEX_STREAM_LEASE_SECONDS = 2
