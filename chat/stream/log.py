@@ -27,6 +27,7 @@ from typing import Any, Protocol
 from django.conf import settings
 
 from chat.stream.events import Event, event_text
+from chat.stream.follower import LogFollower
 
 TERMINAL_TYPES = frozenset({"done", "error"})
 # An append's answer when the events went in and a cancel of the message has been asked for (truthy).
@@ -277,12 +278,14 @@ return 1
 _APPEND_SHA = hashlib.sha1(_APPEND_SCRIPT.encode()).hexdigest()
 
 
-def async_redis_client(url: str):
-    """A redis.asyncio client for the calling event loop, sized for many concurrent streams."""
+def async_redis_client(url: str, *, single_connection: bool = False):
+    """A redis.asyncio client for the calling event loop, sized for many concurrent streams (or
+    bound to one connection of its own, for a follower's blocking reads)."""
     import redis.asyncio as aioredis
 
     return aioredis.Redis.from_url(
         url,
+        single_connection_client=single_connection,
         # Generous: on a saturated event loop a connect to a healthy Redis can take seconds.
         socket_connect_timeout=10,
         # Above the longest XREAD BLOCK a reader asks for, so a quiet stream never looks like a
@@ -296,6 +299,7 @@ def async_redis_client(url: str):
 @dataclass
 class _LoopClient:
     client: Any
+    follower: LogFollower
     script_loaded: bool = False
 
 
@@ -303,9 +307,9 @@ class RedisStreamLog:
     """Redis Streams: one stream per message, entry id `<seq>-0`.
 
     Keys are hash-tagged by message (`tenex:stream:{msg_...}`) so a Redis Cluster keeps each log on
-    one shard. Appends for many messages go in one pipeline. Readers in other processes use XREAD
-    BLOCK, each holding a connection while it waits (the pool is sized by
-    TENEX_REDIS_MAX_CONNECTIONS); readers in the producing process use the mirror instead.
+    one shard. Appends for many messages go in one pipeline. Readers in other processes wait with
+    XREAD BLOCK, many of them to a connection (`LogFollower`); readers in the producing process use
+    the mirror instead.
     """
 
     # Per message: the newest events held (trimmed in steps of as many). A reply's local reader that
@@ -338,7 +342,10 @@ class RedisStreamLog:
         with self._lock:
             entry = self._clients.get(loop)
             if entry is None:
-                entry = _LoopClient(async_redis_client(self._url))
+                client = async_redis_client(self._url)
+                entry = _LoopClient(
+                    client, LogFollower(lambda: async_redis_client(self._url, single_connection=True), client)
+                )
                 self._clients[loop] = entry
             return entry
 
@@ -411,10 +418,11 @@ class RedisStreamLog:
                 return held
             # Not here (produced elsewhere, trimmed, or dropped while we waited): ask Redis, once.
             block_seconds = 0 if self.mirror.has(message_id) else block_seconds
-        client = self._client().client
+        entry = self._client()
         key = self.key(message_id)
-        block_ms = int(block_seconds * 1000) if block_seconds > 0 else None
-        reply = await client.xread({key: f"{after_seq}-0"}, count=1000, block=block_ms)
+        if block_seconds > 0:
+            return await entry.follower.wait(key, after_seq, block_seconds)  # shares a connection
+        reply = await entry.client.xread({key: f"{after_seq}-0"}, count=1000)
         events: list[Event] = []
         for _stream, entries in reply or []:
             for _entry_id, fields in entries:

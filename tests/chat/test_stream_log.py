@@ -340,3 +340,111 @@ def test_text_through_counts_delta_text_only_while_the_log_holds_every_event(mes
     asyncio.run(trimmed.append(message_id, written))
     assert asyncio.run(trimmed.text_through(message_id, 1502)) is None
     raw_redis.delete(RedisStreamLog.key(message_id))
+
+
+def test_readers_of_other_processes_replies_share_a_few_connections(raw_redis):
+    """200 readers wait at once on 200 logs this process does not produce: a handful of Redis
+    connections serve them all, and each gets exactly its own log's new events."""
+    log = RedisStreamLog(settings.REDIS_URL, mirror_seconds=0)
+    writer = RedisStreamLog(settings.REDIS_URL, mirror_seconds=0)
+    ids = [f"msg_share{uuid.uuid4().hex}" for _ in range(200)]
+
+    async def scenario():
+        await writer.append("msg_warm", events("msg_warm", 1, 1))  # the writer's own connection first
+        before = len(raw_redis.client_list())
+        reads = [asyncio.ensure_future(log.read(message_id, 0, block_seconds=30)) for message_id in ids]
+        await asyncio.sleep(0.5)  # every reader is waiting
+        during = len(raw_redis.client_list())
+        assert not any(read.done() for read in reads)
+        await writer.append_many([(message_id, events(message_id, 1, 2)) for message_id in ids])
+        found = await asyncio.wait_for(asyncio.gather(*reads), 10)
+        return during - before, found
+
+    extra_connections, found = asyncio.run(scenario())
+    assert extra_connections <= 200 // 64 + 3, extra_connections
+    for message_id, got in zip(ids, found, strict=True):
+        assert [(event["seq"], event["message_id"]) for event in got] == [(1, message_id), (2, message_id)]
+    raw_redis.delete(*[RedisStreamLog.key(message_id) for message_id in [*ids, "msg_warm"]])
+
+
+def test_a_reader_joining_a_blocked_read_is_not_kept_waiting(message_id, raw_redis):
+    """A wait for a log (or an older position) that the shard's running XREAD BLOCK does not cover
+    is answered at once, not after that read's block runs out."""
+    log = RedisStreamLog(settings.REDIS_URL, mirror_seconds=0)
+    writer = RedisStreamLog(settings.REDIS_URL, mirror_seconds=0)
+    quiet, other = f"{message_id}q", f"{message_id}o"
+
+    async def timed(coroutine):
+        started = asyncio.get_running_loop().time()
+        result = await coroutine
+        return result, asyncio.get_running_loop().time() - started
+
+    async def scenario():
+        await writer.append(message_id, events(message_id, 1, 5))
+        waiting = asyncio.ensure_future(log.read(quiet, 0, block_seconds=30))  # nothing comes for it
+        ahead = asyncio.ensure_future(log.read(message_id, 5, block_seconds=30))  # waits for seq 6
+        await asyncio.sleep(0.3)  # the shard's read is blocked in Redis now
+        behind = await timed(log.read(message_id, 2, block_seconds=30))  # 3..5 exist already
+        later = asyncio.ensure_future(timed(log.read(other, 0, block_seconds=30)))
+        await asyncio.sleep(0.3)
+        await writer.append(other, events(other, 1, 1))
+        joined = await asyncio.wait_for(later, 5)
+        await writer.append(message_id, events(message_id, 6, 6))
+        ahead_found = await asyncio.wait_for(ahead, 5)
+        assert not waiting.done()
+        waiting.cancel()
+        return behind, joined, ahead_found
+
+    (behind, behind_s), (joined, joined_s), ahead_found = asyncio.run(scenario())
+    assert [event["seq"] for event in behind] == [3, 4, 5] and behind_s < 2
+    assert [event["seq"] for event in joined] == [1] and joined_s < 2
+    assert [event["seq"] for event in ahead_found] == [6]
+    raw_redis.delete(*[RedisStreamLog.key(m) for m in (message_id, other)])
+
+
+def test_a_blocked_reader_hears_that_redis_is_down(monkeypatch):
+    from chat.stream import sse
+
+    monkeypatch.setattr(sse, "READ_RETRY_SECONDS", 0.5)
+    log = RedisStreamLog(f"redis://127.0.0.1:{free_port()}/0", mirror_seconds=0)
+    with pytest.raises(redis.ConnectionError):
+        asyncio.run(sse._read(log, "msg_down", 0, 5))
+
+
+def test_a_reader_following_a_log_does_not_interrupt_the_shared_read(message_id, raw_redis, monkeypatch):
+    """A reader that took its events and comes back for more finds its log still covered by the
+    shard's read: following a reply costs no wake (no extra round trip) per batch."""
+    from chat.stream.follower import LogFollower
+
+    wakes = []
+    wake = LogFollower._wake
+
+    async def counted(self, shard):
+        wakes.append(shard)
+        await wake(self, shard)
+
+    monkeypatch.setattr(LogFollower, "_wake", counted)
+    log = RedisStreamLog(settings.REDIS_URL, mirror_seconds=0)
+    writer = RedisStreamLog(settings.REDIS_URL, mirror_seconds=0)
+    neighbour = f"{message_id}n"
+
+    async def follow(key_id: str, count: int) -> list[int]:
+        seen: list[int] = []
+        while len(seen) < count:
+            seen += [event["seq"] for event in await log.read(key_id, len(seen), block_seconds=10)]
+        return seen
+
+    async def scenario():
+        neighbour_reading = asyncio.ensure_future(follow(neighbour, 1))  # the shard's read starts here
+        await asyncio.sleep(0.3)
+        reading = asyncio.ensure_future(follow(message_id, 30))
+        for seq in range(1, 31):
+            await asyncio.sleep(0.01)
+            await writer.append(message_id, events(message_id, seq, seq))
+        await writer.append(neighbour, events(neighbour, 1, 1))
+        return await asyncio.wait_for(reading, 10), await asyncio.wait_for(neighbour_reading, 10)
+
+    followed, neighbour_seen = asyncio.run(scenario())
+    assert followed == list(range(1, 31)) and neighbour_seen == [1]
+    assert len(wakes) <= 2, len(wakes)  # joining the running read; nothing per batch after that
+    raw_redis.delete(RedisStreamLog.key(message_id), RedisStreamLog.key(neighbour))

@@ -1,0 +1,198 @@
+"""Blocking reads of many Redis logs over a few connections: the readers of other processes' replies.
+
+A reader waiting for the next events of a reply produced elsewhere does not hold a Redis connection
+of its own. Its wait joins a shard: one dedicated connection running one `XREAD BLOCK` over the logs
+its readers wait on (at most KEYS_PER_SHARD of them), from the oldest position any of them needs.
+When the read returns, each waiter takes the events after its own position; the shard then reads
+again for whoever is still waiting. A thousand remote readers cost ~16 connections, not a thousand.
+
+A wait for a log the running read does not cover (a new log, or an older position) must not sit out
+that read's block: every shard's read also covers the shard's own wake stream, and such a wait
+adds an entry to it. Redis answers a read at once when a stream it names has entries after the
+given id, so a wake that reaches Redis before the read it is meant for still ends that read.
+
+Everything here runs on one event loop (the reader's); no locks. Redis Cluster would need the keys
+of one read to share a slot; shards are not grouped by slot (the log does not use a cluster client).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from contextlib import suppress
+from dataclasses import dataclass, field
+from typing import Any
+
+from chat.stream.events import Event
+
+
+@dataclass(eq=False)
+class _Log:
+    """One log a shard reads: who waits on it, and where a reader coming back will resume."""
+
+    waiters: list[tuple[int, asyncio.Future]] = field(default_factory=list)  # (seq seen up to, future)
+    seen: int = 0  # the newest seq handed out (or asked after)
+    idle_since: float = 0.0  # when its last waiter left
+
+
+@dataclass(eq=False)
+class _Shard:
+    wake_key: str
+    client: Any = None  # its own connection, opened with the first read
+    logs: dict[str, _Log] = field(default_factory=dict)
+    reading: dict[str, int] | None = None  # what the read in flight covers: key -> after seq
+    woken: bool = False  # a wake has been sent to end the read in flight
+    wake_id: str = "0-0"
+    task: asyncio.Task | None = None
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)  # a waiter joined
+
+    def waiting(self) -> bool:
+        return any(log.waiters for log in self.logs.values())
+
+
+class LogFollower:
+    """Waits for new entries of many logs, sharing connections. One per event loop."""
+
+    KEYS_PER_SHARD = 64
+    BLOCK_MS = 10_000
+    READ_COUNT = 1000
+    WAKE_TTL_SECONDS = 3600
+    # A log whose readers all left stays in its shard's reads this long: a reader that just took
+    # its events is back within moments, and must find its log covered (no wake, no new read).
+    KEY_LINGER_SECONDS = 2.0
+    LINGER_SECONDS = 5.0  # how long a shard with nothing to read keeps its connection
+
+    def __init__(self, make_client, pool_client):
+        self._make_client = make_client  # a client bound to one connection, for a shard's reads
+        self._pool = pool_client  # the loop's shared client, for wakes
+        self._shards: list[_Shard] = []
+        self._shard_of: dict[str, _Shard] = {}
+
+    async def wait(self, key: str, after_seq: int, timeout: float) -> list[Event]:
+        """The entries of log `key` after `after_seq`, as soon as there are any; [] after `timeout`."""
+        shard = self._shard_for(key)
+        log = shard.logs.setdefault(key, _Log())
+        future: asyncio.Future = asyncio.get_running_loop().create_future()
+        entry = (after_seq, future)
+        log.waiters.append(entry)
+        shard.arrived.set()
+        try:
+            if shard.task is None:
+                shard.task = asyncio.ensure_future(self._follow(shard))
+            elif shard.reading is not None and shard.reading.get(key, after_seq + 1) > after_seq and not shard.woken:
+                # The read in flight does not cover this wait: end it, once for every wait that
+                # joins meanwhile (the next read covers them all).
+                shard.woken = True
+                await self._wake(shard)
+            async with asyncio.timeout(timeout):
+                return await future
+        except TimeoutError:
+            return []
+        finally:
+            with suppress(ValueError):
+                log.waiters.remove(entry)
+            if not log.waiters:
+                log.idle_since = time.monotonic()
+                log.seen = max(log.seen, after_seq)
+            if future.done() and not future.cancelled():
+                future.exception()  # retrieved: an error no one was left to hear is not reported
+            if shard.task is None and not shard.waiting():
+                await self._retire(shard)  # its reads failed and nobody waits any more
+
+    def _shard_for(self, key: str) -> _Shard:
+        shard = self._shard_of.get(key)
+        if shard is None:
+            shard = min(self._shards, key=lambda s: len(s.logs), default=None)
+            if shard is None or len(shard.logs) >= self.KEYS_PER_SHARD:
+                shard = _Shard(wake_key=f"tenex:wake:{{{uuid.uuid4().hex}}}")
+                self._shards.append(shard)
+            self._shard_of[key] = shard
+        return shard
+
+    async def _wake(self, shard: _Shard) -> None:
+        pipe = self._pool.pipeline(transaction=False)
+        pipe.xadd(shard.wake_key, {"w": "1"}, maxlen=8, approximate=False)
+        pipe.expire(shard.wake_key, self.WAKE_TTL_SECONDS)
+        await pipe.execute()
+
+    def _to_read(self, shard: _Shard) -> dict[str, int]:
+        """Each log's position for the next read; logs nobody has waited on for a while leave."""
+        now = time.monotonic()
+        reading = {}
+        for key, log in list(shard.logs.items()):
+            open_after = [after for after, future in log.waiters if not future.done()]
+            if open_after:
+                reading[key] = min(open_after)
+            elif log.waiters or now - log.idle_since < self.KEY_LINGER_SECONDS:
+                reading[key] = log.seen  # answered: its readers resume from here
+            else:
+                del shard.logs[key]
+                if self._shard_of.get(key) is shard:
+                    del self._shard_of[key]
+        return reading
+
+    async def _follow(self, shard: _Shard) -> None:
+        try:
+            while True:
+                reading = self._to_read(shard)
+                if not reading:
+                    shard.arrived.clear()
+                    try:
+                        async with asyncio.timeout(self.LINGER_SECONDS):
+                            await shard.arrived.wait()
+                    except TimeoutError:
+                        if not shard.logs:
+                            return
+                    continue
+                if shard.client is None:
+                    shard.client = self._make_client()
+                streams = {shard.wake_key: shard.wake_id, **{key: f"{after}-0" for key, after in reading.items()}}
+                shard.reading = reading
+                try:
+                    reply = await shard.client.xread(streams, count=self.READ_COUNT, block=self.BLOCK_MS)
+                finally:
+                    shard.reading = None
+                    shard.woken = False
+                self._deliver(shard, reply or [])
+        except Exception as exc:  # noqa: BLE001 - every waiter hears it; their reader retries
+            for log in shard.logs.values():
+                for _after, future in log.waiters:
+                    if not future.done():
+                        future.set_exception(exc)
+        finally:
+            shard.task = None
+            if not shard.waiting():
+                await self._retire(shard)
+
+    async def _retire(self, shard: _Shard) -> None:
+        """Forget a shard nobody waits on, and close its connection."""
+        with suppress(ValueError):
+            self._shards.remove(shard)
+        for key in shard.logs:
+            if self._shard_of.get(key) is shard:
+                del self._shard_of[key]
+        shard.logs.clear()
+        if shard.client is not None:
+            client, shard.client = shard.client, None
+            with suppress(Exception):
+                await client.aclose()
+
+    @staticmethod
+    def _deliver(shard: _Shard, reply: list) -> None:
+        for stream, entries in reply:
+            key = stream.decode() if isinstance(stream, bytes) else stream
+            if key == shard.wake_key:
+                last = entries[-1][0]
+                shard.wake_id = last.decode() if isinstance(last, bytes) else last
+                continue
+            log = shard.logs.get(key)
+            if log is None or not entries:
+                continue
+            events = [Event.decode(fields.get(b"e") or fields.get("e")) for _entry_id, fields in entries]
+            log.seen = max(log.seen, events[-1]["seq"])
+            for after, future in log.waiters:
+                if not future.done():
+                    found = [event for event in events if event["seq"] > after]
+                    if found:
+                        future.set_result(found)
