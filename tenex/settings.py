@@ -63,6 +63,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "tenex.middleware.DatabaseUnavailableMiddleware",  # last: the first to see a view's exception
 ]
 
 ROOT_URLCONF = "tenex.urls"
@@ -87,6 +88,17 @@ WSGI_APPLICATION = "tenex.wsgi.application"
 ASGI_APPLICATION = "tenex.asgi.application"
 
 # --- Database -------------------------------------------------------------------------------
+# Every thread that can hold a database connection, so the pool never makes one wait on another:
+# requests' synchronous part (middleware and view, tenex/handler.py), the generation runtime's
+# database steps and its tools, and the streams' checks of their message row.
+TENEX_REQUEST_THREADS = env_int("TENEX_REQUEST_THREADS", 16, minimum=1)
+TENEX_GENERATION_DB_THREADS = env_int("TENEX_GENERATION_DB_THREADS", 8, minimum=1)
+TENEX_TOOL_THREADS = env_int("TENEX_TOOL_THREADS", 4, minimum=1)
+TENEX_STREAM_DB_THREADS = env_int("TENEX_STREAM_DB_THREADS", 4, minimum=1)
+# ...plus one for the MCP server's calls (one thread, Channels' thread-sensitive executor).
+DATABASE_THREADS = (
+    TENEX_REQUEST_THREADS + TENEX_GENERATION_DB_THREADS + TENEX_TOOL_THREADS + TENEX_STREAM_DB_THREADS + 1
+)
 DATABASE_URL = env_str("DATABASE_URL")
 if DATABASE_URL:
     _db = parse_database_url(DATABASE_URL)
@@ -94,7 +106,7 @@ if DATABASE_URL:
     if env_bool("TENEX_DB_POOL", not TESTING):
         _db["OPTIONS"]["pool"] = {
             "min_size": env_int("TENEX_DB_POOL_MIN", 1, minimum=0),
-            "max_size": env_int("TENEX_DB_POOL_MAX", 20, minimum=1),
+            "max_size": env_int("TENEX_DB_POOL_MAX", DATABASE_THREADS, minimum=1),
             "timeout": env_int("TENEX_DB_POOL_TIMEOUT", 10, minimum=1),
         }
     else:
@@ -217,8 +229,6 @@ TENEX_STREAM_MIRROR_SECONDS = env_int("TENEX_STREAM_MIRROR_SECONDS", 10, minimum
 TENEX_REDIS_MAX_CONNECTIONS = env_int("TENEX_REDIS_MAX_CONNECTIONS", 2000, minimum=10)
 TENEX_SWEEP_SECONDS = env_int("TENEX_SWEEP_SECONDS", 5, minimum=1)
 TENEX_SHUTDOWN_DRAIN_SECONDS = env_int("TENEX_SHUTDOWN_DRAIN_SECONDS", 10, minimum=0)
-# Threads that run requests' synchronous part (middleware and view) under ASGI (tenex/handler.py).
-TENEX_REQUEST_THREADS = env_int("TENEX_REQUEST_THREADS", 32, minimum=1)
 
 LOGGING = {
     "version": 1,

@@ -29,3 +29,15 @@ def test_readyz_is_503_when_redis_is_unreachable(settings):
     assert body["status"] == "unavailable"
     assert body["checks"]["database"] == "ok"
     assert body["checks"]["stream_store"].startswith("error: ")
+
+
+
+def test_a_pool_smaller_than_the_threads_that_use_it_is_warned_about(settings):
+    from workspaces.checks import pool_size_warnings
+
+    threads = settings.DATABASE_THREADS
+    assert settings.TENEX_REQUEST_THREADS < threads  # the others count too
+    assert pool_size_warnings({"max_size": threads}, threads) == []
+    assert pool_size_warnings(None, threads) == []  # no pool: a connection per thread
+    [warning] = pool_size_warnings({"max_size": threads - 1}, threads)
+    assert warning.id == "tenex.W002" and f"({threads - 1})" in warning.msg

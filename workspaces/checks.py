@@ -1,7 +1,9 @@
-"""System checks: warn when the database role would bypass row-level security."""
+"""System checks: warn when the database role would bypass row-level security, or when the
+connection pool is smaller than the threads that may each hold one of its connections."""
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.core.checks import Tags, Warning, register
 from django.db import connections
 
@@ -26,3 +28,23 @@ def check_role_respects_rls(app_configs=None, databases=None, **kwargs):
                 )
             )
     return problems
+
+
+@register()
+def check_pool_fits_the_threads(app_configs=None, **kwargs):
+    return pool_size_warnings(settings.DATABASES["default"].get("OPTIONS", {}).get("pool"), settings.DATABASE_THREADS)
+
+
+def pool_size_warnings(pool, threads: int) -> list[Warning]:
+    """tenex.W002 when a connection pool (its OPTIONS["pool"]) is smaller than `threads`."""
+    if not isinstance(pool, dict) or pool.get("max_size") is None or pool["max_size"] >= threads:
+        return []
+    return [
+        Warning(
+            f"TENEX_DB_POOL_MAX ({pool['max_size']}) is below the {threads} threads that may each hold a "
+            "database connection: under load a request can wait for one and answer 503.",
+            hint="Raise TENEX_DB_POOL_MAX, or lower TENEX_REQUEST_THREADS (or the other *_THREADS settings); "
+            "unset, the pool is sized to fit.",
+            id="tenex.W002",
+        )
+    ]

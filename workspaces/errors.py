@@ -55,6 +55,10 @@ class PayloadTooLarge(exceptions.APIException):
     default_code = "payload_too_large"
 
 
+# What a 503 tells a client to wait before trying again.
+RETRY_AFTER_SECONDS = 2
+
+
 class ServiceUnavailable(exceptions.APIException):
     status_code = status.HTTP_503_SERVICE_UNAVAILABLE
     default_detail = "A backing service is unavailable; nothing was changed. Try again shortly."
@@ -120,6 +124,8 @@ def exception_handler(exc, context):
     if response is None:
         return None
     response.data = _shape(exc)
+    if response.status_code == 503:
+        response["Retry-After"] = str(RETRY_AFTER_SECONDS)
     return response
 
 
@@ -143,4 +149,7 @@ def handler403(request, exception=None):
     return json_error_response(403, "forbidden", "You do not have permission to perform this action.")
 
 
-__all__ = ["ApiError", "PayloadTooLarge", "ServiceUnavailable", "Response", "error_body", "exception_handler"]
+__all__ = [
+    "ApiError", "PayloadTooLarge", "RETRY_AFTER_SECONDS", "ServiceUnavailable", "Response", "error_body",
+    "exception_handler",
+]

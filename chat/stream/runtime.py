@@ -103,8 +103,15 @@ class GenerationRuntime:
         self._unflushed: dict[str, ActiveGeneration] = {}
         self._ended_leases: list[str] = []  # lease_member()s of replies ended here, for the sweep's list
         self._flusher: asyncio.Task | None = None
-        self._db = ThreadPoolExecutor(max_workers=8, thread_name_prefix="tenex-generation-db")
+        # Database steps, and (the loop's default executor) the tools' synchronous work: sized in
+        # settings so that, with every other thread that may hold a connection, they fit the pool.
+        self._db = ThreadPoolExecutor(
+            max_workers=settings.TENEX_GENERATION_DB_THREADS, thread_name_prefix="tenex-generation-db"
+        )
         self.loop = asyncio.new_event_loop()
+        self.loop.set_default_executor(
+            ThreadPoolExecutor(max_workers=settings.TENEX_TOOL_THREADS, thread_name_prefix="tenex-tools")
+        )
         self._thread = threading.Thread(target=self._run_loop, name="tenex-generation", daemon=True)
         self._ready = threading.Event()
         self._thread.start()

@@ -12,9 +12,10 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 
 import redis
-from channels.db import database_sync_to_async
+from channels.db import DatabaseSyncToAsync
 from django.conf import settings
 from django.http import StreamingHttpResponse
 
@@ -29,8 +30,12 @@ READ_RETRY_SECONDS = 10.0
 
 logger = logging.getLogger(__name__)
 
-# Any worker thread: a stream is served from the event loop and owns no thread of its own.
-_message_state = database_sync_to_async(records.message_state, thread_sensitive=False)
+# A few threads of their own (counted in the database pool's size): a stream is served from the
+# event loop and owns no thread; only its occasional look at the message row needs one.
+_message_state = DatabaseSyncToAsync(
+    records.message_state, thread_sensitive=False,
+    executor=ThreadPoolExecutor(max_workers=settings.TENEX_STREAM_DB_THREADS, thread_name_prefix="tenex-stream-db"),
+)
 
 
 def fallback_events(state: records.MessageState, message_id: str, after_seq: int, delivered: int | None) -> list[dict]:

@@ -331,3 +331,26 @@ def test_losing_redis_mid_reply_loses_no_text(alice, thread_id, tmp_path):
     # process's mirror, then the stored rest) gets it whole too.
     assert [e["id"] for e in replayed] == list(range(1, len(replayed) + 1))
     assert replayed[-1]["event"] == "error" and joined_deltas(replayed) == stored["content"]
+
+
+def test_an_unreachable_database_is_a_503_with_retry_after(alice, thread_id):
+    """PostgreSQL gone (or no pooled connection free in time): every API call that needs it answers
+    503 with the error shape and `Retry-After`, never a 500; the process itself stays up."""
+    dead = f"postgres://tenex_app@127.0.0.1:{free_port()}/nowhere"
+    with daphne_process(DATABASE_URL=dead, TENEX_DB_POOL_TIMEOUT="1") as (base, process):
+        calls = [
+            ("GET", f"{THREADS}", None),
+            ("POST", f"{THREADS}/{thread_id}/messages", {"content": "Hello"}),
+            ("GET", "/api/v1/workspace", None),
+        ]
+        for method, path, body in calls:
+            response = httpx.request(method, f"{base}{path}", json=body, headers=headers(alice.key), timeout=30)
+            assert response.status_code == 503, (path, response.status_code, response.text[:300])
+            assert response.headers["Retry-After"] == "2"
+            error = response.json()["error"]
+            assert error["code"] == "unavailable" and error["fields"] is None, error
+        assert httpx.get(f"{base}/readyz", timeout=30).status_code == 503
+        page = httpx.get(f"{base}/", timeout=30, follow_redirects=False)
+        assert page.status_code in (302, 503), page.status_code  # the sign-in redirect needs no database
+        assert httpx.get(f"{base}/healthz", timeout=5).status_code == 200
+        assert process.poll() is None

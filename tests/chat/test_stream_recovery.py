@@ -7,6 +7,7 @@ from datetime import timedelta
 
 import pytest
 import redis
+from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.utils import timezone
 
@@ -115,8 +116,16 @@ def test_idle_stream_sends_pings_until_the_lease_lapses(alice, thread, workspace
     settings.TENEX_STREAM_LEASE_SECONDS = 2
     stuck = orphan(workspace, thread["id"], lease_in=2.5, content="Partial answer")
     started = time.monotonic()
-    body = streamed_body(alice.client.get(f"{THREADS}/{thread['id']}/messages/{stuck.pk}/stream"))
-    assert time.monotonic() - started < 10
+    response = alice.client.get(f"{THREADS}/{thread['id']}/messages/{stuck.pk}/stream")
+    arrivals: list[tuple[float, bytes]] = []  # when each chunk came: what a slow ending waited on
+
+    async def collect() -> bytes:
+        async for chunk in response.streaming_content:
+            arrivals.append((round(time.monotonic() - started, 2), chunk))
+        return b"".join(chunk for _at, chunk in arrivals)
+
+    body = async_to_sync(collect)()
+    assert time.monotonic() - started < 10, [(at, chunk[:60]) for at, chunk in arrivals]
     assert body.count(b": ping\n\n") >= 1
     events = parse_sse(body)
     assert events[-1]["event"] == "error" and events[-1]["data"]["error"]["code"] == "interrupted"
