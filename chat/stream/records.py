@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models.functions import Length
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from agents.context import system_prompt_for
@@ -75,21 +75,19 @@ def render_user_turn(content: str, attachments: list[tuple[str, str, str]]) -> s
 
 def history_turns(workspace_id: str, earlier) -> list[Turn]:
     """The turns the provider may see, oldest first: plain rows, no model instances (a hot path)."""
-    rows = list(
-        earlier.filter(position__gte=history_start(earlier)).order_by("position").values_list("pk", "role", "content")
-    )
+    rows = history_rows(workspace_id, earlier)
     attached: dict[str, list[tuple[str, str, str]]] = {}
-    user_ids = [pk for pk, role, _content in rows if role == Message.Role.USER]
-    if user_ids:
+    with_attachments = [row[0] for row in rows if row[1] == Message.Role.USER and row[3]]
+    if with_attachments:
         for message_id, title, kind, content in (
             Attachment.objects.for_workspace(workspace_id)
-            .filter(message_id__in=user_ids)
+            .filter(message_id__in=with_attachments)
             .order_by("message_id", "position", "id")
             .values_list("message_id", "title", "type", "content")
         ):
             attached.setdefault(message_id, []).append((title, kind, content))
     turns: list[Turn] = []
-    for pk, role, content in rows:
+    for pk, role, content, _attached, _position in rows:
         if role == Message.Role.USER:
             turns.append(Turn(role="user", content=render_user_turn(content, attached.get(pk, []))))
         elif content:
@@ -108,28 +106,44 @@ def _tool_names(thread: Thread) -> list[str]:
 
 
 
-# However long a thread grows, a turn reads at most this many earlier rows' sizes to find where the
-# history sent to the provider can start.
+# However long a thread grows, a turn reads at most this many earlier rows.
 HISTORY_SCAN_LIMIT = 5000
+HISTORY_FIRST_PAGE = 16
 
 
-def history_start(earlier) -> int:
-    """The oldest position the trimmed history can reach, found from content lengths alone.
+def history_rows(workspace_id: str, earlier) -> list[tuple[str, str, str, bool, int]]:
+    """The earlier rows the trimmed history can reach, oldest first: (pk, role, content, has
+    attachments, position).
 
-    Walks newest first with the same per-message estimate `trim_history` uses, on the message text
-    only (attachments and tool calls only add), so everything `trim_history` would keep is at or
-    after the returned position, and a long thread's old turns are never loaded.
+    Read newest first, in pages that double (one query for most threads), until the per-message
+    estimate `trim_history` uses, on the text alone (attachments and tool calls only add), passes
+    the budget, that row included: so everything `trim_history` would keep is here, and a long
+    thread's old turns are never read.
     """
     budget = settings.TENEX_HISTORY_TOKEN_BUDGET
+    has_attachments = Exists(
+        Attachment.objects.for_workspace(workspace_id).filter(message_id=OuterRef("pk"))
+    )
+    newest_first = (
+        earlier.order_by("-position").annotate(attached=has_attachments)
+        .values_list("pk", "role", "content", "attached", "position")
+    )
+    rows: list[tuple[str, str, str, bool, int]] = []
     used = 0
-    start = 0
-    sizes = earlier.order_by("-position").annotate(size=Length("content")).values_list("position", "size")
-    for position, size in sizes[:HISTORY_SCAN_LIMIT]:
-        start = position
-        used += max(1, size // CHARS_PER_TOKEN) if size else 0
-        if used > budget:
+    page = HISTORY_FIRST_PAGE
+    while len(rows) < HISTORY_SCAN_LIMIT:
+        query = newest_first.filter(position__lt=rows[-1][4]) if rows else newest_first
+        fetched = list(query[: min(page, HISTORY_SCAN_LIMIT - len(rows))])
+        for row in fetched:
+            rows.append(row)
+            size = len(row[2])
+            used += max(1, size // CHARS_PER_TOKEN) if size else 0
+            if used > budget:
+                return rows[::-1]
+        if len(fetched) < page:
             break
-    return start
+        page *= 2
+    return rows[::-1]
 
 
 def generation_input(workspace_id: str, thread: Thread, position: int, created_at) -> GenerationInput:

@@ -9,6 +9,8 @@ import pytest
 import redis
 from asgiref.sync import async_to_sync
 from django.conf import settings
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from agents.providers.base import Turn
@@ -194,14 +196,40 @@ def test_a_long_thread_loads_only_the_history_the_budget_can_keep(alice, thread,
         reply = Message.objects.create(
             workspace_id=workspace.pk, thread_id=thread["id"], position=301, role="assistant", status="streaming",
         )
-        loaded = records.generation_input(
-            workspace.pk, Thread.objects.get(pk=thread["id"]), reply.position, reply.created_at
-        )
+        target = Thread.objects.get(pk=thread["id"])
+        with CaptureQueriesContext(connection) as queries:
+            loaded = records.generation_input(workspace.pk, target, reply.position, reply.created_at)
     history = loaded.request.history
+    # One query: the newest 16 rows hold what the budget keeps; no attachments, so none looked up.
+    assert len(queries) == 1 and queries[0]["sql"].startswith('SELECT "chat_message"."id"'), queries.captured_queries
     full = [Turn(role="user" if p % 2 else "assistant", content=f"turn {p} " + "x" * 400) for p in range(1, 301)]
     assert trim_history(list(history), 1000) == trim_history(full, 1000)
     assert 10 <= len(history) <= 12  # what the budget keeps, and at most a turn or two more
     assert history[-1].content.startswith("turn 300 ")
+
+
+def test_history_pages_grow_until_the_budget_is_spent(alice, thread, workspace, settings):
+    settings.TENEX_HISTORY_TOKEN_BUDGET = 1000
+    with tenant_context(workspace.pk):
+        Message.objects.bulk_create(
+            Message(
+                workspace_id=workspace.pk, thread_id=thread["id"], position=position,
+                role="user" if position % 2 else "assistant", content=f"turn {position} " + "x" * 30,
+                status="complete",
+            )
+            for position in range(1, 401)  # 400 turns of ~10 tokens: the budget keeps ~100
+        )
+        reply = Message.objects.create(
+            workspace_id=workspace.pk, thread_id=thread["id"], position=401, role="assistant", status="streaming",
+        )
+        target = Thread.objects.get(pk=thread["id"])
+        with CaptureQueriesContext(connection) as queries:
+            loaded = records.generation_input(workspace.pk, target, reply.position, reply.created_at)
+    history = loaded.request.history
+    full = [Turn(role="user" if p % 2 else "assistant", content=f"turn {p} " + "x" * 30) for p in range(1, 401)]
+    assert trim_history(list(history), 1000) == trim_history(full, 1000)
+    assert 100 <= len(history) <= 112  # pages of 16, 32 and 64: what the budget keeps, read in three queries
+    assert len(queries) == 3, queries.captured_queries
 
 
 def test_partial_content_is_checkpointed_while_the_reply_streams(alice, thread, workspace, settings):
