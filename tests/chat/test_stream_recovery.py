@@ -182,27 +182,40 @@ def test_reply_sees_earlier_turns_of_the_thread(alice, thread):
     assert alice.client.get(f"{THREADS}/{thread['id']}").json()["message_count"] == 4
 
 
-def test_a_long_thread_loads_only_the_history_the_budget_can_keep(alice, thread, workspace, settings):
-    settings.TENEX_HISTORY_TOKEN_BUDGET = 1000
+def load_history_of_turns(workspace, thread_id: str, turns: int, padding: int):
+    """Reply to a thread of `turns` alternating turns ("turn N " and `padding` x's each); the
+    history the reply would get, the full list of turns, and the queries that loaded it."""
+
+    def text(position: int) -> str:
+        return f"turn {position} " + "x" * padding
+
+    def role(position: int) -> str:
+        return "user" if position % 2 else "assistant"
+
     with tenant_context(workspace.pk):
         Message.objects.bulk_create(
             Message(
-                workspace_id=workspace.pk, thread_id=thread["id"], position=position,
-                role="user" if position % 2 else "assistant", content=f"turn {position} " + "x" * 400,
-                status="complete",
+                workspace_id=workspace.pk, thread_id=thread_id, position=position, role=role(position),
+                content=text(position), status="complete",
             )
-            for position in range(1, 301)  # 300 turns of ~100 tokens: 30x the budget
+            for position in range(1, turns + 1)
         )
         reply = Message.objects.create(
-            workspace_id=workspace.pk, thread_id=thread["id"], position=301, role="assistant", status="streaming",
+            workspace_id=workspace.pk, thread_id=thread_id, position=turns + 1, role="assistant", status="streaming",
         )
-        target = Thread.objects.get(pk=thread["id"])
+        target = Thread.objects.get(pk=thread_id)
         with CaptureQueriesContext(connection) as queries:
             loaded = records.generation_input(workspace.pk, target, reply.position, reply.created_at)
-    history = loaded.request.history
+    full = [Turn(role=role(p), content=text(p)) for p in range(1, turns + 1)]
+    return loaded.request.history, full, queries.captured_queries
+
+
+def test_a_long_thread_loads_only_the_history_the_budget_can_keep(alice, thread, workspace, settings):
+    settings.TENEX_HISTORY_TOKEN_BUDGET = 1000
+    # 300 turns of ~100 tokens: 30x the budget.
+    history, full, queries = load_history_of_turns(workspace, thread["id"], 300, 400)
     # One query: the newest 16 rows hold what the budget keeps; no attachments, so none looked up.
-    assert len(queries) == 1 and queries[0]["sql"].startswith('SELECT "chat_message"."id"'), queries.captured_queries
-    full = [Turn(role="user" if p % 2 else "assistant", content=f"turn {p} " + "x" * 400) for p in range(1, 301)]
+    assert len(queries) == 1 and queries[0]["sql"].startswith('SELECT "chat_message"."id"'), queries
     assert trim_history(list(history), 1000) == trim_history(full, 1000)
     assert 10 <= len(history) <= 12  # what the budget keeps, and at most a turn or two more
     assert history[-1].content.startswith("turn 300 ")
@@ -210,26 +223,11 @@ def test_a_long_thread_loads_only_the_history_the_budget_can_keep(alice, thread,
 
 def test_history_pages_grow_until_the_budget_is_spent(alice, thread, workspace, settings):
     settings.TENEX_HISTORY_TOKEN_BUDGET = 1000
-    with tenant_context(workspace.pk):
-        Message.objects.bulk_create(
-            Message(
-                workspace_id=workspace.pk, thread_id=thread["id"], position=position,
-                role="user" if position % 2 else "assistant", content=f"turn {position} " + "x" * 30,
-                status="complete",
-            )
-            for position in range(1, 401)  # 400 turns of ~10 tokens: the budget keeps ~100
-        )
-        reply = Message.objects.create(
-            workspace_id=workspace.pk, thread_id=thread["id"], position=401, role="assistant", status="streaming",
-        )
-        target = Thread.objects.get(pk=thread["id"])
-        with CaptureQueriesContext(connection) as queries:
-            loaded = records.generation_input(workspace.pk, target, reply.position, reply.created_at)
-    history = loaded.request.history
-    full = [Turn(role="user" if p % 2 else "assistant", content=f"turn {p} " + "x" * 30) for p in range(1, 401)]
+    # 400 turns of ~10 tokens: the budget keeps ~100, read in pages of 16, 32 and 64.
+    history, full, queries = load_history_of_turns(workspace, thread["id"], 400, 30)
     assert trim_history(list(history), 1000) == trim_history(full, 1000)
-    assert 100 <= len(history) <= 112  # pages of 16, 32 and 64: what the budget keeps, read in three queries
-    assert len(queries) == 3, queries.captured_queries
+    assert 100 <= len(history) <= 112
+    assert len(queries) == 3, queries
 
 
 def test_partial_content_is_checkpointed_while_the_reply_streams(alice, thread, workspace, settings):
