@@ -68,6 +68,7 @@ class LogFollower:
         self._pool = pool_client  # the loop's shared client, for wakes
         self._shards: list[_Shard] = []
         self._shard_of: dict[str, _Shard] = {}
+        self._closing: set[asyncio.Task] = set()  # connections being closed (held: tasks are weak)
 
     async def wait(self, key: str, after_seq: int, timeout: float) -> list[Event]:
         """The entries of log `key` after `after_seq`, as soon as there are any; [] after `timeout`."""
@@ -78,14 +79,14 @@ class LogFollower:
         log.waiters.append(entry)
         shard.arrived.set()
         try:
-            if shard.task is None:
-                shard.task = asyncio.ensure_future(self._follow(shard))
-            elif shard.reading is not None and shard.reading.get(key, after_seq + 1) > after_seq and not shard.woken:
-                # The read in flight does not cover this wait: end it, once for every wait that
-                # joins meanwhile (the next read covers them all).
-                shard.woken = True
-                await self._wake(shard)
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(timeout):  # the whole wait, the wake included
+                if shard.task is None:
+                    shard.task = asyncio.ensure_future(self._follow(shard))
+                elif self._uncovered(shard, key, after_seq) and not shard.woken:
+                    # The read in flight does not cover this wait: end it, once for every wait that
+                    # joins meanwhile (the next read covers them all).
+                    shard.woken = True
+                    await self._wake(shard)
                 return await future
         except TimeoutError:
             return []
@@ -98,7 +99,12 @@ class LogFollower:
             if future.done() and not future.cancelled():
                 future.exception()  # retrieved: an error no one was left to hear is not reported
             if shard.task is None and not shard.waiting():
-                await self._retire(shard)  # its reads failed and nobody waits any more
+                self._retire_soon(shard)  # its reads failed and nobody waits any more
+
+    @staticmethod
+    def _uncovered(shard: _Shard, key: str, after_seq: int) -> bool:
+        """A read is in flight and would not answer a wait for `key` after `after_seq`."""
+        return shard.reading is not None and shard.reading.get(key, after_seq + 1) > after_seq
 
     def _shard_for(self, key: str) -> _Shard:
         shard = self._shard_of.get(key)
@@ -165,17 +171,34 @@ class LogFollower:
             if not shard.waiting():
                 await self._retire(shard)
 
-    async def _retire(self, shard: _Shard) -> None:
-        """Forget a shard nobody waits on, and close its connection."""
+    def _forget(self, shard: _Shard):
+        """Take a shard nobody waits on out of use; its client, to be closed."""
         with suppress(ValueError):
             self._shards.remove(shard)
         for key in shard.logs:
             if self._shard_of.get(key) is shard:
                 del self._shard_of[key]
         shard.logs.clear()
-        if shard.client is not None:
-            client, shard.client = shard.client, None
-            with suppress(Exception):
+        client, shard.client = shard.client, None
+        return client
+
+    async def _retire(self, shard: _Shard) -> None:
+        """Forget a shard and close its connection (waiting at most a second for that)."""
+        client = self._forget(shard)
+        if client is not None:
+            await self._close(client)
+
+    def _retire_soon(self, shard: _Shard) -> None:
+        """`_retire`, without keeping a reader waiting on the close."""
+        client = self._forget(shard)
+        if client is not None:
+            self._closing.add(task := asyncio.ensure_future(self._close(client)))
+            task.add_done_callback(self._closing.discard)
+
+    @staticmethod
+    async def _close(client) -> None:
+        with suppress(Exception):
+            async with asyncio.timeout(1):
                 await client.aclose()
 
     @staticmethod
