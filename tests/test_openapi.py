@@ -77,7 +77,7 @@ def test_operations_document_their_errors_with_the_error_component(schema):
 
     for path, item in schema["paths"].items():
         for method, operation in item.items():
-            for status in ("401", "403", "429"):
+            for status in ("401", "403", "429", "503"):
                 assert error_schema(operation, status) == error_ref, (method, path, status)
             if "{" in path:
                 assert error_schema(operation, "404") == error_ref, (method, path)

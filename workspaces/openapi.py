@@ -61,4 +61,7 @@ class TenexAutoSchema(AutoSchema):
             errors.append((415, "Unsupported media type."))
         if getattr(view, "throttle_classes", None):
             errors.append((429, "Rate limited; retry after the `Retry-After` header's seconds."))
+        if getattr(view, "authentication_classes", None):
+            errors.append((503, "PostgreSQL (or, sending a message, Redis) is unreachable: nothing was changed; "
+                                "retry after the `Retry-After` header's seconds."))
         return errors
