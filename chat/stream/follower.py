@@ -80,7 +80,7 @@ class LogFollower:
         shard.arrived.set()
         try:
             async with asyncio.timeout(timeout):  # the whole wait, the wake included
-                if shard.task is None:
+                if shard.task is None or shard.task.done():  # done: cancelled before it ever ran
                     shard.task = asyncio.ensure_future(self._follow(shard))
                 elif self._uncovered(shard, key, after_seq) and not shard.woken:
                     # The read in flight does not cover this wait: end it, once for every wait that
