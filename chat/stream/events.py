@@ -33,6 +33,11 @@ class Event(dict):
             text = text.decode()
         return cls(json.loads(text), text)
 
+    @classmethod
+    def from_entry(cls, fields: dict) -> Event:
+        """The event a Redis log entry holds (its `e` field: the JSON text)."""
+        return cls.decode(fields.get(b"e") or fields.get("e"))
+
     def text(self) -> str:
         if self._text is None:
             self._text = _delta_text(self) if self.get("type") == "delta" else _ENCODER.encode(self)

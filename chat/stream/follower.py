@@ -212,7 +212,7 @@ class LogFollower:
             log = shard.logs.get(key)
             if log is None or not entries:
                 continue
-            events = [Event.decode(fields.get(b"e") or fields.get("e")) for _entry_id, fields in entries]
+            events = [Event.from_entry(fields) for _entry_id, fields in entries]
             log.seen = max(log.seen, events[-1]["seq"])
             for after, future in log.waiters:
                 if not future.done():

@@ -426,7 +426,7 @@ class RedisStreamLog:
         events: list[Event] = []
         for _stream, entries in reply or []:
             for _entry_id, fields in entries:
-                events.append(Event.decode(fields.get(b"e") or fields.get("e")))
+                events.append(Event.from_entry(fields))
         return events
 
     async def text_through(self, message_id: str, seq: int) -> int | None:
@@ -438,7 +438,7 @@ class RedisStreamLog:
         expected = 1
         while expected <= seq:
             entries = await client.xrange(key, min=f"{expected}-0", max=f"{seq}-0", count=1000)
-            events = [Event.decode(fields.get(b"e") or fields.get("e")) for _entry_id, fields in entries]
+            events = [Event.from_entry(fields) for _entry_id, fields in entries]
             if not events or any(event["seq"] != expected + i for i, event in enumerate(events)):
                 return None  # the log lost some of them
             chars += _delta_chars(events)

@@ -4,7 +4,6 @@ readers ride out a Redis restart."""
 from __future__ import annotations
 
 import asyncio
-import subprocess
 import uuid
 
 import pytest
@@ -13,7 +12,7 @@ from django.conf import settings
 
 from chat.stream.events import encode_sse, make_event
 from chat.stream.log import MemoryStreamLog, RedisStreamLog
-from tests.chat.test_daphne_streams import free_port
+from tests.chat.test_daphne_streams import free_port, redis_server
 from tests.helpers import parse_sse, streamed_body
 
 
@@ -263,12 +262,7 @@ def test_a_reader_rides_out_redis_coming_back(monkeypatch, tmp_path):
         log = RedisStreamLog(url, mirror_seconds=0)
         reading = asyncio.create_task(sse._read(log, message_id, 0, 0))
         await asyncio.sleep(0.5)  # the reader is retrying against a Redis that is down
-        server = subprocess.Popen(
-            ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", str(tmp_path)],
-            stdout=subprocess.DEVNULL,
-        )
-        try:
+        with redis_server(port, str(tmp_path)):
             writer = RedisStreamLog(url, mirror_seconds=0)
             for _ in range(100):
                 try:
@@ -280,9 +274,6 @@ def test_a_reader_rides_out_redis_coming_back(monkeypatch, tmp_path):
             while len(found) < 2:
                 found += await sse._read(log, message_id, len(found), 0)
             return found
-        finally:
-            server.terminate()
-            server.wait(5)
 
     assert [event["seq"] for event in asyncio.run(scenario())] == [1, 2]
 
