@@ -169,7 +169,7 @@ class MessageSchema(serializers.ModelSerializer):
 
     @extend_schema_field(UsageSchema)
     def get_usage(self, message):
-        return _usage(message)
+        return usage_data(message.usage)
 
     def to_representation(self, message):
         # The fields above document the shape; `message_data` writes the same dict without
@@ -206,8 +206,9 @@ def _text(value) -> str | None:
     return None if value is None else str(value)
 
 
-def _usage(message: Message) -> dict:
-    usage = message.usage or {}
+def usage_data(usage: dict | None) -> dict:
+    """Token usage as the API shows it: both counts, integers, 0 when unknown."""
+    usage = usage or {}
     return {"input_tokens": int(usage.get("input_tokens", 0)), "output_tokens": int(usage.get("output_tokens", 0))}
 
 
@@ -233,7 +234,7 @@ def message_data(message: Message) -> dict:
         "status": message.status,
         "attachments": AttachmentSchema(message.attachments.all(), many=True).data,
         "tool_calls": [_tool_call(call) for call in message.tool_calls],
-        "usage": _usage(message),
+        "usage": usage_data(message.usage),
         "error": None if error is None else {"code": _text(error["code"]), "message": _text(error["message"])},
         "created_at": _datetime(message.created_at),
         "completed_at": _datetime(message.completed_at),

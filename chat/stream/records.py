@@ -234,7 +234,7 @@ def finalize(
     the reply's (thread id, created_at) when the caller has them (its producer does): then the
     ending is one conditional UPDATE of the message and one of its thread, nothing read back.
     """
-    from chat.schemas import message_data
+    from chat.schemas import message_data, usage_data
     from chat.services import known_queryset
 
     with tenant_context(workspace_id):
@@ -251,10 +251,7 @@ def finalize(
         ending = {
             "content": state.content,
             "tool_calls": state.settled_tool_calls(),
-            "usage": {
-                "input_tokens": int(state.usage.get("input_tokens", 0)),
-                "output_tokens": int(state.usage.get("output_tokens", 0)),
-            },
+            "usage": usage_data(state.usage),
             "status": status,
             "error": error,
             "completed_at": now,
