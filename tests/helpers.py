@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
+import socket
+
 from workspaces.errors import NOT_FOUND_BODY
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def assert_not_found(response) -> None:

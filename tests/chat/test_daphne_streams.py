@@ -18,18 +18,12 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
-from tests.helpers import joined_deltas, parse_sse
+from tests.helpers import free_port, joined_deltas, parse_sse
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
 THREADS = "/api/v1/chat/threads"
 LEASE_SECONDS = 2
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def server_env(database_name: str) -> dict[str, str]:

@@ -12,8 +12,8 @@ from django.conf import settings
 
 from chat.stream.events import encode_sse, make_event
 from chat.stream.log import MemoryStreamLog, RedisStreamLog
-from tests.chat.test_daphne_streams import free_port, redis_server
-from tests.helpers import parse_sse, streamed_body
+from tests.chat.test_daphne_streams import redis_server
+from tests.helpers import free_port, parse_sse, streamed_body
 
 
 def events(message_id: str, first: int, last: int, kind: str = "delta") -> list[dict]:
