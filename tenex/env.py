@@ -85,3 +85,24 @@ def check_redis_url(url: str, *, name: str = "REDIS_URL") -> str:
     if parts.scheme not in {"redis", "rediss", "unix"}:
         raise ImproperlyConfigured(f"{name} must be a redis:// or rediss:// URL, got {url!r}")
     return url
+
+
+RATE_PERIODS = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60,
+                "h": 3600, "hour": 3600, "d": 86400, "day": 86400}
+
+
+def parse_rate(text: str) -> tuple[int, int]:
+    """`"6000/min"` as (6000, 60): requests allowed per period of seconds (DRF's rate format)."""
+    count, slash, period = text.strip().partition("/")
+    if not slash or period.strip().lower() not in RATE_PERIODS or not count.strip().isdigit() or int(count) < 1:
+        raise ValueError(f"a rate is N/s, N/min, N/hour or N/day with N >= 1, got {text!r}")
+    return int(count), RATE_PERIODS[period.strip().lower()]
+
+
+def env_rate(name: str, default: str) -> str:
+    value = env_str(name, default) or default
+    try:
+        parse_rate(value)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name}: {exc}") from None
+    return value

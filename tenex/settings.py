@@ -14,6 +14,7 @@ from tenex.env import (
     env_choice,
     env_int,
     env_list,
+    env_rate,
     env_str,
     parse_database_url,
 )
@@ -181,7 +182,6 @@ REST_FRAMEWORK = {
     "UNAUTHENTICATED_USER": None,
     "DATETIME_FORMAT": "%Y-%m-%dT%H:%M:%S.%fZ",
     "DEFAULT_THROTTLE_CLASSES": ["workspaces.throttling.ApiKeyRateThrottle"],
-    "DEFAULT_THROTTLE_RATES": {"api_key": env_str("TENEX_RATE_LIMIT", "6000/min")},
 }
 
 SPECTACULAR_SETTINGS = {
@@ -202,7 +202,29 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {},
 }
 
-CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+# --- Security: rate limits, login throttling, HTTPS, Content-Security-Policy --------------------
+# Counters every process must share (rate limits, failed sign-ins) live in the default cache:
+# Redis with REDIS_URL, in-process otherwise (the embedded default is one process).
+TENEX_CACHE_PREFIX = env_str("TENEX_CACHE_PREFIX", "tenex:cache")
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": TENEX_CACHE_PREFIX,
+            # A Redis that stops answering costs a request at most this long (limits then fail open).
+            "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "KEY_PREFIX": TENEX_CACHE_PREFIX}}
+
+TENEX_RATE_LIMIT = env_rate("TENEX_RATE_LIMIT", "6000/min")
+# Requests that fail authentication (every 401: no key, malformed, unknown, revoked or expired),
+# per client address; past it they answer 429 and well-formed keys are not even looked up.
+TENEX_ANON_RATE_LIMIT = env_rate("TENEX_ANON_RATE_LIMIT", "120/min")
+# Proxies in front of the service that append to X-Forwarded-For (0: use REMOTE_ADDR).
+TENEX_TRUSTED_PROXY_COUNT = env_int("TENEX_TRUSTED_PROXY_COUNT", 0, minimum=0)
 
 # --- Assistant ---------------------------------------------------------------------------------
 TENEX_LLM_PROVIDER = env_choice("TENEX_LLM_PROVIDER", "local", {"local", "openai", "anthropic"})

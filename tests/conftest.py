@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 from dataclasses import dataclass
 
 import pytest
@@ -34,6 +35,15 @@ def replies_end_before_the_database_is_flushed(_django_db_helper):
     deadline = time.monotonic() + 20
     while runtime._runtime.active and time.monotonic() < deadline:
         time.sleep(0.02)
+
+
+@pytest.fixture(autouse=True)
+def fresh_cache_namespace(settings):
+    """Each test counts rate limits and failed sign-ins from zero, under a key prefix of its own
+    (the shared Redis is never flushed: other test runs use it at the same time)."""
+    default = dict(settings.CACHES["default"])
+    default["KEY_PREFIX"] = f"{default.get('KEY_PREFIX', '')}:test-{uuid.uuid4().hex[:16]}"
+    settings.CACHES = {**settings.CACHES, "default": default}
 
 
 @dataclass

@@ -13,6 +13,7 @@ from rest_framework import authentication, exceptions
 from workspaces.keys import digest_matches, parse_key
 from workspaces.models import ApiKey, Membership
 from workspaces.tenancy import ALL_SCOPES, Scope, unique_or_none
+from workspaces.throttling import refuse_if_address_blocked
 
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 UNAUTHORIZED_MESSAGE = "Missing or invalid API key."
@@ -46,6 +47,8 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         parsed = parse_key(raw.strip())
         if parsed is None:
             raise exceptions.AuthenticationFailed(UNAUTHORIZED_MESSAGE)
+        # An address past its budget of failed authentications is refused before the lookup too.
+        refuse_if_address_blocked(request)
         key = unique_or_none(ApiKey.objects.filter(prefix=parsed.prefix))
         if key is None or not digest_matches(parsed.raw, key.secret_hash) or not key.is_usable():
             raise exceptions.AuthenticationFailed(UNAUTHORIZED_MESSAGE)

@@ -15,6 +15,8 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from workspaces.throttling import count_failed_authentication
+
 logger = logging.getLogger(__name__)
 
 NOT_FOUND_BODY = {"error": {"code": "not_found", "message": "Not found.", "fields": None}}
@@ -111,6 +113,12 @@ def _shape(exc: exceptions.APIException) -> dict[str, Any]:
     return error_body(code, message)
 
 
+def _unauthenticated_or_throttled(exc: exceptions.APIException, request) -> exceptions.APIException:
+    """A 401 counts against the client's address; past `TENEX_ANON_RATE_LIMIT` it is a 429."""
+    wait = count_failed_authentication(request)
+    return exc if wait is None else exceptions.Throttled(wait)
+
+
 def exception_handler(exc, context):
     if isinstance(exc, RequestDataTooBig):
         exc = PayloadTooLarge()
@@ -120,6 +128,8 @@ def exception_handler(exc, context):
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):
         exc = exceptions.PermissionDenied()
+    elif isinstance(exc, (exceptions.NotAuthenticated, exceptions.AuthenticationFailed)) and context.get("request"):
+        exc = _unauthenticated_or_throttled(exc, context["request"])
     response = drf_exception_handler(exc, context)
     if response is None:
         return None

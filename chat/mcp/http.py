@@ -19,7 +19,7 @@ import json
 import logging
 from dataclasses import dataclass
 
-from asgiref.sync import ThreadSensitiveContext
+from asgiref.sync import ThreadSensitiveContext, sync_to_async
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.core.exceptions import DisallowedHost
@@ -34,7 +34,7 @@ from chat.mcp.tools import TOOLS
 from workspaces.authentication import ApiKeyAuthentication
 from workspaces.errors import PayloadTooLarge, error_body, exception_handler
 from workspaces.tenancy import Scope
-from workspaces.throttling import ApiKeyRateThrottle
+from workspaces.throttling import ApiKeyRateThrottle, count_failed_authentication
 
 logger = logging.getLogger(__name__)
 
@@ -149,14 +149,24 @@ class McpEndpoint:
             await _send_error(send, exceptions.ValidationError("Bad request."))
             return
         authorization = request.META.get("HTTP_AUTHORIZATION")
-        key_scope = await database_sync_to_async(scope_for_authorization)(authorization)
+        try:
+            key_scope = await database_sync_to_async(scope_for_authorization)(authorization, request.META)
+        except exceptions.Throttled as throttled:
+            await _send_error(send, throttled)
+            return
         if key_scope is None:
+            # A 401 counts against the client's address, as in the REST API; past its limit, a 429.
+            wait = await sync_to_async(count_failed_authentication, thread_sensitive=False)(request)
+            if wait is not None:
+                await _send_error(send, exceptions.Throttled(wait))
+                return
             challenge = ApiKeyAuthentication().authenticate_header(request)
             await _send_error(send, exceptions.NotAuthenticated(), {"WWW-Authenticate": challenge})
             return
         request.auth = key_scope
         throttle = ApiKeyRateThrottle()
-        if not throttle.allow_request(request, None):
+        # Off the event loop: with Redis the count is a network round trip.
+        if not await sync_to_async(throttle.allow_request, thread_sensitive=False)(request, None):
             await _send_error(send, exceptions.Throttled(throttle.wait()))
             return
         if scope["method"] != "POST":

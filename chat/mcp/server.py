@@ -40,12 +40,16 @@ ProgressReporter = Callable[[float, float | None, str | None], Awaitable[None]]
 
 
 # --- keys --------------------------------------------------------------------------------------
-def scope_for_authorization(header: str | None) -> Scope | None:
+def scope_for_authorization(header: str | None, meta: dict | None = None) -> Scope | None:
     """The Scope an `Authorization` header authenticates as, by the REST API's own rules; None if refused.
 
     Malformed keys are refused before any query; unknown, revoked and expired ones after the lookup.
+    With the request's `meta` (its client address), an address past `TENEX_ANON_RATE_LIMIT` raises
+    Throttled before the lookup, as the REST API answers 429.
     """
-    request = SimpleNamespace(META={} if header is None else {"HTTP_AUTHORIZATION": header})
+    found = dict(meta or {})
+    found.pop("HTTP_AUTHORIZATION", None)
+    request = SimpleNamespace(META=found if header is None else {**found, "HTTP_AUTHORIZATION": header})
     try:
         authenticated = ApiKeyAuthentication().authenticate(request)
     except exceptions.AuthenticationFailed:
