@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
@@ -225,6 +226,22 @@ TENEX_RATE_LIMIT = env_rate("TENEX_RATE_LIMIT", "6000/min")
 TENEX_ANON_RATE_LIMIT = env_rate("TENEX_ANON_RATE_LIMIT", "120/min")
 # Proxies in front of the service that append to X-Forwarded-For (0: use REMOTE_ADDR).
 TENEX_TRUSTED_PROXY_COUNT = env_int("TENEX_TRUSTED_PROXY_COUNT", 0, minimum=0)
+
+# Sign-in throttling (django-axes; workspaces/login_throttle.py): failures per account and per
+# client address, counted in the cache above; its backend runs first and refuses locked attempts
+# before any password is checked. The API's keys and sessions never go through authenticate().
+INSTALLED_APPS += ["axes"]
+MIDDLEWARE.insert(MIDDLEWARE.index("tenex.middleware.DatabaseUnavailableMiddleware"), "axes.middleware.AxesMiddleware")
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_HANDLER = "workspaces.login_throttle.LoginAttemptHandler"
+AXES_FAILURE_LIMIT = env_int("TENEX_LOGIN_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("TENEX_LOGIN_COOLOFF_MINUTES", 15, minimum=1))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]  # either one past the limit locks
+AXES_RESET_ON_SUCCESS = True
+AXES_USERNAME_CALLABLE = "workspaces.login_throttle.login_account"
+AXES_CLIENT_IP_CALLABLE = "workspaces.ratelimit.client_address"
+AXES_LOCKOUT_CALLABLE = "workspaces.login_throttle.lockout_response"
+AXES_ENABLE_ADMIN = False  # the cache handler keeps no attempt rows to show
 
 # --- Assistant ---------------------------------------------------------------------------------
 TENEX_LLM_PROVIDER = env_choice("TENEX_LLM_PROVIDER", "local", {"local", "openai", "anthropic"})
