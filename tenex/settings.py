@@ -243,6 +243,20 @@ AXES_CLIENT_IP_CALLABLE = "workspaces.ratelimit.client_address"
 AXES_LOCKOUT_CALLABLE = "workspaces.login_throttle.lockout_response"
 AXES_ENABLE_ADMIN = False  # the cache handler keeps no attempt rows to show
 
+# Production behind TLS: the proxy terminates it and says so in X-Forwarded-Proto (it must
+# overwrite any the client sent). Plain-HTTP requests are redirected to HTTPS, except the health
+# checks a load balancer makes over plain HTTP.
+TENEX_HTTPS = env_bool("TENEX_HTTPS", False)
+if TENEX_HTTPS:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = True
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+    SECURE_HSTS_SECONDS = env_int("TENEX_HSTS_SECONDS", 365 * 24 * 3600, minimum=0)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("TENEX_HSTS_INCLUDE_SUBDOMAINS", True)
+    SECURE_HSTS_PRELOAD = env_bool("TENEX_HSTS_PRELOAD", True)
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+
 # --- Assistant ---------------------------------------------------------------------------------
 TENEX_LLM_PROVIDER = env_choice("TENEX_LLM_PROVIDER", "local", {"local", "openai", "anthropic"})
 TENEX_LLM_MODEL = env_str("TENEX_LLM_MODEL", "")
