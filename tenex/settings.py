@@ -257,10 +257,12 @@ if TENEX_HTTPS:
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
 
-# Content-Security-Policy on every response (django-csp): scripts, styles and everything else
-# only from this server (no inline script or style anywhere: the web UI, the admin and the API
-# docs load theirs as files), images also as data: URIs (Swagger UI's icons), never in a frame.
-MIDDLEWARE.insert(MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1, "csp.middleware.CSPMiddleware")
+# Content-Security-Policy on every response (django-csp, through tenex/csp.py): scripts, styles
+# and everything else only from this server (no inline script or style: the web UI, the admin and
+# Swagger UI load theirs as files), images also as data: URIs (Swagger UI's icons), never framed.
+MIDDLEWARE.insert(
+    MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1, "tenex.csp.ContentSecurityPolicyMiddleware"
+)
 CONTENT_SECURITY_POLICY = {
     "DIRECTIVES": {
         "default-src": ["'self'"],

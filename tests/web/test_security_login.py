@@ -159,3 +159,15 @@ def web_login(base: str, email: str, password: str) -> int:
             headers={"Referer": f"{base}/login"},
         )
         return response.status_code
+
+
+def test_support_unlocks_an_account_with_axes_reset_username(pat):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    for number in range(LIMIT):  # from five addresses: the account is locked, no address is
+        attempt(Client(REMOTE_ADDR=f"198.51.100.{number + 1}"), "web", "pat@acme.test", "guess")
+    assert_locked_out(attempt(Client(), "web", "pat@acme.test", PASSWORD))
+    call_command("axes_reset_username", "pat@acme.test", stdout=StringIO())
+    assert attempt(Client(), "web", "pat@acme.test", PASSWORD).status_code == 302
