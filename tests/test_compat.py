@@ -24,3 +24,9 @@ def test_redis_cache_client_writes_what_the_cache_reads():
         assert int(client.get(key)) == 2
     finally:
         cache.delete("counter")
+
+
+def test_one_client_is_kept_per_cache():
+    cache = RedisCache(settings.REDIS_URL, {})
+    assert redis_cache_client(cache, "a") is redis_cache_client(cache, "b")
+    assert redis_cache_client(RedisCache(settings.REDIS_URL, {}), "a") is not redis_cache_client(cache, "a")
