@@ -37,6 +37,15 @@ def replies_end_before_the_database_is_flushed(_django_db_helper):
         time.sleep(0.02)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def server_processes_count_apart():
+    """Server processes the tests start (they inherit the environment) keep their counters under
+    this run's own prefix: other runs on the same Redis, at the same time, count elsewhere."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TENEX_CACHE_PREFIX", f"tenex:cache:test-run-{uuid.uuid4().hex[:12]}")
+        yield
+
+
 @pytest.fixture(autouse=True)
 def fresh_cache_namespace(settings):
     """Each test counts rate limits and failed sign-ins from zero, under a key prefix of its own

@@ -171,3 +171,19 @@ def test_support_unlocks_an_account_with_axes_reset_username(pat):
     assert_locked_out(attempt(Client(), "web", "pat@acme.test", PASSWORD))
     call_command("axes_reset_username", "pat@acme.test", stdout=StringIO())
     assert attempt(Client(), "web", "pat@acme.test", PASSWORD).status_code == 302
+
+
+def test_an_unreachable_redis_leaves_sign_in_and_the_api_working_uncounted(pat, alice, settings):
+    from tests.helpers import free_port
+
+    settings.CACHES = {"default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": f"redis://127.0.0.1:{free_port()}/0",
+        "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
+    }}
+    client = Client()
+    for number in range(LIMIT + 1):
+        assert attempt(client, "web", "pat@acme.test", f"guess-{number}").status_code == 200
+    assert attempt(client, "admin", "pat@acme.test", PASSWORD).status_code == 302
+    assert alice.client.get("/api/v1/workspace").status_code == 200
+    assert Client().get("/api/v1/workspace", HTTP_AUTHORIZATION="Bearer tnx_nope").status_code == 401
