@@ -173,7 +173,8 @@ REST_FRAMEWORK = {
         "workspaces.authentication.SessionScopeAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["workspaces.permissions.HasScope"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["workspaces.parsers.JSONParser"],  # UTF-8 always, nesting bounded
+    "DEFAULT_METADATA_CLASS": "workspaces.parsers.Metadata",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_SCHEMA_CLASS": "workspaces.openapi.TenexAutoSchema",

@@ -24,6 +24,7 @@ from chat.stream.log import TERMINAL_TYPES
 from chat.stream.sse import follow_events
 from workspaces.authentication import ApiKeyAuthentication
 from workspaces.errors import error_body, exception_handler
+from workspaces.parsers import JsonTooDeep, check_depth
 from workspaces.tenancy import Scope, tenant_context
 
 logger = logging.getLogger(__name__)
@@ -125,6 +126,10 @@ async def call_chat_tool(
 ) -> types.CallToolResult:
     if tool.scope not in scope.scopes:
         return error_result(exceptions.PermissionDenied(f"This API key lacks the `{tool.scope}` scope."))
+    try:
+        check_depth(arguments)  # the REST API's nesting limit, for the same bodies reached by MCP
+    except JsonTooDeep as exc:
+        return error_result(exceptions.ParseError(str(exc)))
     try:
         data = await _in_workspace(scope, tool, arguments)
         if tool.streams_reply:
