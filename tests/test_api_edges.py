@@ -156,3 +156,13 @@ def test_nesting_limit_holds_for_mcp_tool_arguments(alice):
     )
     assert result.is_error
     assert result.structured_content["error"]["code"] == "invalid_json"
+
+
+def test_an_idempotent_replay_is_byte_for_byte_the_first_answer(alice, objects):
+    url = f"/api/v1/chat/threads/{objects['thread']}/messages"
+    body = {"content": "Grüße, what does Pro include?", "attachments": []}
+    first = alice.client.post(url, body, format="json", HTTP_IDEMPOTENCY_KEY="replay-1")
+    assert first.status_code == 202, first.content[:300]
+    again = alice.client.post(url, body, format="json", HTTP_IDEMPOTENCY_KEY="replay-1")
+    assert again.status_code == 202
+    assert again.content == first.content
