@@ -188,3 +188,26 @@ def build_server(resolve_scope: ScopeResolver) -> Server:
         # Lets the 2026-07-28 HTTP entry check `Mcp-Param-*` headers without running tools/list.
         get_tool_input_schema=_input_schema,
     )
+
+
+# JSON-RPC's range for errors a server defines; the MCP SDK names none for "not authorized".
+UNAUTHORIZED = -32001
+
+
+# Left to the SDK so a client connects (a refused probe only sends it on to the other protocol
+# era, and the answer it finally shows is about that, not the key).
+_HANDSHAKE = frozenset({"initialize", "server/discover"})
+
+
+def refusing_server(problem: str) -> Server:
+    """A server that connects, then answers every request with `problem` as its error: how a
+    stdio client learns that its key, not the connection, is at fault."""
+    server = build_server(key_resolver(""))
+
+    async def refuse(ctx: ServerRequestContext, call_next):
+        if ctx.request_id is None or ctx.method in _HANDSHAKE:
+            return await call_next(ctx)
+        raise MCPError(code=UNAUTHORIZED, message=problem)
+
+    server.middleware.insert(0, refuse)
+    return server
