@@ -166,3 +166,13 @@ def test_an_idempotent_replay_is_byte_for_byte_the_first_answer(alice, objects):
     again = alice.client.post(url, body, format="json", HTTP_IDEMPOTENCY_KEY="replay-1")
     assert again.status_code == 202
     assert again.content == first.content
+
+
+def test_a_bad_last_event_id_is_a_400_in_the_query_too_when_the_header_is_good(alice, objects):
+    url = f"/api/v1/chat/threads/{objects['thread']}/messages/{objects['message']}/stream"
+    assert_error(alice.client.get(f"{url}?last_event_id=-1", HTTP_LAST_EVENT_ID="0"), 400, "invalid_request")
+
+
+def test_format_is_no_switch_of_the_api(alice):
+    response = alice.client.get("/api/v1/chat/threads?format=xml")
+    assert response.status_code == 200 and response["Content-Type"] == "application/json"

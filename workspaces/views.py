@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from django.db import connections
 from django.http import JsonResponse
 from drf_spectacular.utils import extend_schema
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework import mixins
+from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
@@ -90,8 +93,16 @@ class JsonErrorsMixin:
         return super().finalize_response(request, response, *args, **kwargs)
 
 
+class FormatQueryNegotiation(DefaultContentNegotiation):
+    """DRF's negotiation with `?format=` honoured, which the API's settings turn off elsewhere."""
+
+    settings = SimpleNamespace(URL_FORMAT_OVERRIDE="format")
+
+
 class SchemaView(JsonErrorsMixin, SpectacularAPIView):
-    """The OpenAPI schema, YAML or (`?format=json`) JSON."""
+    """The OpenAPI schema, YAML or (`Accept: application/vnd.oai.openapi+json` or `?format=json`) JSON."""
+
+    content_negotiation_class = FormatQueryNegotiation
 
 
 class DocsView(JsonErrorsMixin, SpectacularSwaggerView):
