@@ -11,8 +11,7 @@ from django.utils.text import slugify
 from rest_framework.exceptions import ValidationError
 
 from agents.models import VERSIONED_FIELDS, Agent, AgentVersion
-from workspaces.errors import ReferenceNotFound
-from workspaces.tenancy import Scope
+from workspaces.tenancy import Scope, lock_or_not_found
 
 
 def slug_from_name(name: str) -> str:
@@ -81,9 +80,7 @@ def agent_create(
 def agent_update(*, scope: Scope, agent: Agent, changes: dict[str, Any]) -> Agent:
     """Apply the given fields; if any value differs, the version rises and the new one is kept."""
     # The row lock serialises writers, so each version number is used once.
-    locked = Agent.objects.for_scope(scope).select_for_update().filter(pk=agent.pk).first()
-    if locked is None:  # deleted since it was read
-        raise ReferenceNotFound(agent.pk)
+    locked = lock_or_not_found(Agent.objects.for_scope(scope), agent.pk)  # deleted since it was read: 404
     changed = [name for name in VERSIONED_FIELDS if name in changes and getattr(locked, name) != changes[name]]
     if not changed:
         return locked
@@ -99,4 +96,6 @@ def agent_update(*, scope: Scope, agent: Agent, changes: dict[str, Any]) -> Agen
 @transaction.atomic
 def agent_delete(*, scope: Scope, agent: Agent) -> None:
     """Delete an agent and its versions; threads bound to it keep their context snapshot."""
+    # Locked before its versions are collected: an update adding one either lands first or finds no agent.
+    lock_or_not_found(Agent.objects.for_scope(scope), agent.pk)
     Agent.objects.for_scope(scope).filter(pk=agent.pk).delete()

@@ -252,7 +252,10 @@ class UploadLimitHandler(FileUploadHandler):
 
 class FileUploadSchema(StrictSerializer):
     file = serializers.FileField(help_text=f"The file: {ALLOWED_LIST}.")
-    user_id = ExactCharField(required=False, max_length=64, help_text="Service keys: the member the file is for.")
+    user_id = ExactCharField(
+        required=False, allow_blank=True, max_length=64,
+        help_text="Service keys: the member the file is for (empty, as a form sends it, is none).",
+    )
 
 
 class FileUploadView(ScopedGenericViewSet):
@@ -280,6 +283,6 @@ class FileUploadView(ScopedGenericViewSet):
             raise exceptions.ValidationError({"file": ["Send one file per upload."]})
         body = FileUploadSchema(data=request.data)
         body.is_valid(raise_exception=True)
-        user_id = self.acting_user_id(body.validated_data.get("user_id"), required=True)
+        user_id = self.acting_user_id(body.validated_data.get("user_id") or None, required=True)
         file = file_upload(scope=self.scope, user_id=user_id, upload=body.validated_data["file"])
         return Response(FileSchema(file).data, status=status.HTTP_201_CREATED)

@@ -69,6 +69,8 @@ def idempotency_begin(*, scope: Scope, key: str, fingerprint: str) -> dict | Non
         )
     if record.response is None:
         raise ApiError(409, "idempotency_in_flight", "A request with this Idempotency-Key is still in progress.")
+    if isinstance(record.response, str):  # the answer's JSON text, its keys in their first order
+        return json.loads(record.response)
     return record.response
 
 
@@ -80,7 +82,9 @@ def idempotency_record(*, scope: Scope, key: str, fingerprint: str, thread_id: s
         key=key,
         request_hash=fingerprint,
         thread_id=thread_id,
-        response=response,
+        # Kept as JSON text (a JSON string in the column): PostgreSQL's jsonb reorders an object's
+        # keys, and a replay must render byte for byte as the first answer did.
+        response=json.dumps(response, ensure_ascii=False),
         created_at=now,
         expires_at=now + TTL,
     )

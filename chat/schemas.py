@@ -12,6 +12,8 @@ from workspaces.schemas import (
     IdField,
     StrictBooleanField,
     StrictSerializer,
+    email_field,
+    http_url_field,
 )
 
 TITLE_MAX = 200
@@ -54,10 +56,10 @@ class LeadSchema(StrictSerializer):
 
     name = ExactCharField(required=False, allow_blank=True, max_length=200)
     company = ExactCharField(required=False, allow_blank=True, max_length=200)
-    email = serializers.EmailField(required=False, allow_blank=True, max_length=254)
+    email = email_field(required=False, allow_blank=True, max_length=254)
     title = ExactCharField(required=False, allow_blank=True, max_length=200)
     phone = ExactCharField(required=False, allow_blank=True, max_length=50)
-    website = serializers.URLField(required=False, allow_blank=True, max_length=2000)
+    website = http_url_field(required=False, allow_blank=True, max_length=2000)
     industry = ExactCharField(required=False, allow_blank=True, max_length=200)
     stage = ExactCharField(required=False, allow_blank=True, max_length=100)
     notes = ExactCharField(required=False, allow_blank=True, max_length=10_000)

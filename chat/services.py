@@ -15,7 +15,7 @@ from agents.models import Agent
 from chat.models import Attachment, File, Message, Thread
 from knowledge.models import Document
 from workspaces.errors import ReferenceNotFound
-from workspaces.tenancy import Scope, unique_or_none
+from workspaces.tenancy import Scope, lock_or_not_found, unique_or_none
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +86,8 @@ def thread_create(
 
 @transaction.atomic
 def thread_update(*, scope: Scope, thread: Thread, changes: dict[str, Any]) -> Thread:
+    """Apply the changes to the thread, locked first: one deleted meanwhile is a 404, not a lost save."""
+    thread = lock_or_not_found(Thread.objects.for_scope(scope), thread.pk)
     fields: list[str] = []
     if "title" in changes:
         thread.title = changes["title"]
@@ -109,7 +111,14 @@ def thread_update(*, scope: Scope, thread: Thread, changes: dict[str, Any]) -> T
 
 @transaction.atomic
 def thread_delete(*, scope: Scope, thread: Thread) -> None:
-    """Delete a thread with its messages, attachments and stored files (blobs after commit)."""
+    """Delete a thread with its messages, attachments and stored files (blobs after commit).
+
+    The thread's row is locked before its messages are collected: a send holds the same lock while
+    it appends, so the delete either waits for it and deletes its messages too, or goes first and
+    the send finds no thread (404). Collecting first let a send commit messages in between, and
+    the delete then failed on their foreign key.
+    """
+    thread = lock_or_not_found(Thread.objects.for_scope(scope), thread.pk)
     files = list(File.objects.for_workspace(scope.workspace_id).filter(thread=thread))
     blob_names = [f.blob.name for f in files if f.blob]
     streaming = list(
@@ -132,11 +141,9 @@ def thread_delete(*, scope: Scope, thread: Thread) -> None:
 
 
 def _lock_thread(scope: Scope, thread_id: str) -> Thread:
-    # The row lock serialises appends to one thread, so positions never collide.
-    thread = unique_or_none(Thread.objects.for_workspace(scope.workspace_id).select_for_update().filter(pk=thread_id))
-    if thread is None:
-        raise ReferenceNotFound(thread_id)
-    return thread
+    # The row lock serialises appends to one thread, so positions never collide, and orders them
+    # with a delete of the thread (which takes the same lock first).
+    return lock_or_not_found(Thread.objects.for_workspace(scope.workspace_id), thread_id)
 
 
 def _new_message(

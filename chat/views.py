@@ -6,7 +6,7 @@ from django.db import transaction
 from django.http import HttpResponse
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import exceptions, mixins, renderers, status
 from rest_framework.response import Response
 
@@ -28,9 +28,32 @@ from chat.schemas import (
 )
 from chat.stream.sse import sse_response
 from workspaces.errors import NOT_FOUND_BODY, ApiError, ServiceUnavailable
+from workspaces.schemas import ErrorSchema
 from workspaces.viewsets import ScopedGenericViewSet
 
 THREAD_ORDERING = ("-activity_at", "-id")
+EVENT_ID = {"type": "integer", "minimum": 0, "maximum": 10**18 - 1}  # what parse_last_event_id reads
+IDEMPOTENCY_KEY = {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[\\x20-\\x7e]+$"}
+# One event of a stream as an SSE reader parses it (OpenAPI 3.0: the media type's schema is one event).
+SSE_EVENT = {
+    "type": "object",
+    "required": ["id", "event", "data"],
+    "properties": {
+        "id": {"type": "string", "pattern": "^[1-9][0-9]*$", "description": "The event's `seq`, from 1 up."},
+        "event": {"type": "string", "enum": ["delta", "tool_call", "done", "error"]},
+        "data": {
+            "type": "string",
+            "description": (
+                "JSON: `{seq, type, message_id, thread_id, delta, tool_call}`; `done` adds the final "
+                "`message`, `error` adds `error` and the partial `message`."
+            ),
+        },
+    },
+}
+SSE_DESCRIPTION = (
+    "Server-Sent Events (`text/event-stream`): numbered `delta` and `tool_call` events, then one "
+    "`done` or `error`; `: ping` comments while idle."
+)
 
 
 class ChatViewSet(ScopedGenericViewSet):
@@ -55,7 +78,14 @@ class ThreadViewSet(mixins.ListModelMixin, ChatViewSet):
     def refine_queryset(self, queryset):
         return queryset.order_by(*THREAD_ORDERING)
 
-    @extend_schema(summary="Create a thread", request=ThreadCreateSchema, responses={201: ThreadSchema})
+    @extend_schema(
+        summary="Create a thread",
+        request=ThreadCreateSchema,
+        responses={
+            201: ThreadSchema,
+            404: OpenApiResponse(ErrorSchema, description="`agent_id` or a `knowledge_document_ids` entry not found."),
+        },
+    )
     def create(self, request):
         body = ThreadCreateSchema(data=request.data)
         body.is_valid(raise_exception=True)
@@ -100,16 +130,22 @@ def wants_event_stream(request) -> bool:
     return any(part.split(";")[0].strip().lower() == "text/event-stream" for part in accept.split(","))
 
 
-def parse_last_event_id(request) -> int:
-    raw = request.headers.get("Last-Event-ID")
-    if raw is None:
-        raw = request.query_params.get("last_event_id")
+
+
+def _event_id(raw: str | None) -> int | None:
     if raw is None or raw == "":
-        return 0
+        return None
     raw = raw.strip()
     if not raw.isascii() or not raw.isdigit() or len(raw) > 18:
         raise ApiError(400, "invalid_request", "Last-Event-ID must be a non-negative integer.")
     return int(raw)
+
+
+def parse_last_event_id(request) -> int:
+    """The header's event id, else the query's, else 0; either one that is not an id is a 400."""
+    header = _event_id(request.headers.get("Last-Event-ID"))
+    query = _event_id(request.query_params.get("last_event_id"))
+    return header if header is not None else query or 0
 
 
 def ensure_stream_store() -> None:
@@ -172,9 +208,20 @@ class MessageViewSet(ChatViewSet):
         ),
         request=MessageCreateSchema,
         parameters=[
-            OpenApiParameter("Idempotency-Key", OpenApiTypes.STR, OpenApiParameter.HEADER, required=False),
+            OpenApiParameter(
+                "Idempotency-Key", IDEMPOTENCY_KEY, OpenApiParameter.HEADER, required=False,
+                description="1 to 255 printable ASCII characters; kept 24 h per workspace and user.",
+            ),
         ],
-        responses={202: SendAcceptedSchema, 200: OpenApiTypes.STR},
+        responses={
+            202: SendAcceptedSchema,
+            (200, "text/event-stream"): OpenApiResponse(SSE_EVENT, description=SSE_DESCRIPTION),
+            404: OpenApiResponse(ErrorSchema, description=(
+                "No such thread, or an attachment's document or file is not in the workspace."
+            )),
+            409: OpenApiResponse(ErrorSchema, description="A request with this Idempotency-Key is still in flight."),
+            422: OpenApiResponse(ErrorSchema, description="This Idempotency-Key was used with a different body."),
+        },
     )
     def create(self, request, thread_id=None):
         thread = self.get_thread(thread_id)
@@ -222,10 +269,19 @@ class MessageViewSet(ChatViewSet):
             "its last one answers 204. Every stream ends with a `done` or `error` event."
         ),
         parameters=[
-            OpenApiParameter("Last-Event-ID", OpenApiTypes.INT, OpenApiParameter.HEADER, required=False),
-            OpenApiParameter("last_event_id", OpenApiTypes.INT, OpenApiParameter.QUERY, required=False),
+            OpenApiParameter(
+                "Last-Event-ID", EVENT_ID, OpenApiParameter.HEADER, required=False,
+                description="Resume after this event (its `id`); wins over `last_event_id`.",
+            ),
+            OpenApiParameter(
+                "last_event_id", EVENT_ID, OpenApiParameter.QUERY, required=False,
+                description="As the Last-Event-ID header, for clients that cannot set headers.",
+            ),
         ],
-        responses={200: OpenApiTypes.STR, 204: None},
+        responses={
+            (200, "text/event-stream"): OpenApiResponse(SSE_EVENT, description=SSE_DESCRIPTION),
+            204: OpenApiResponse(description="The message has ended and has no event after the one asked for."),
+        },
     )
     def stream(self, request, thread_id=None, message_id=None):
         message = self.get_message(thread_id, message_id)

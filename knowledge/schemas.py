@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from django.core.validators import URLValidator
 from rest_framework import serializers
 
 from knowledge.models import BrandProfile, BrandProfileVersion, Document
-from workspaces.schemas import ExactCharField, StrictSerializer
+from workspaces.schemas import ExactCharField, StrictSerializer, http_url_field
 
 TITLE_MAX = 300
 BODY_MAX = 1_000_000
@@ -18,15 +17,11 @@ MAX_FACTS = 200
 SEARCH_QUERY_MAX = 500
 
 
-def http_url_field(**kwargs) -> ExactCharField:
-    return ExactCharField(max_length=URL_MAX, validators=[URLValidator(schemes=["http", "https"])], **kwargs)
-
-
 # --- requests ---------------------------------------------------------------------------------
 class DocumentCreateSchema(StrictSerializer):
     title = ExactCharField(max_length=TITLE_MAX)
     body = ExactCharField(max_length=BODY_MAX, help_text="Plain text or Markdown; split into passages for search.")
-    source_url = http_url_field(required=False, allow_blank=True)
+    source_url = http_url_field(required=False, allow_blank=True, max_length=URL_MAX)
     tags = serializers.ListField(child=ExactCharField(max_length=TAG_MAX), required=False, max_length=MAX_TAGS)
 
 
@@ -45,6 +40,7 @@ class BrandProfileInputSchema(StrictSerializer):
 # --- responses --------------------------------------------------------------------------------
 class DocumentSchema(serializers.ModelSerializer):
     object = serializers.SerializerMethodField()
+    source_url = serializers.CharField(help_text="The http(s) URL the document came from, or \"\" when none was given.")
 
     class Meta:
         model = Document

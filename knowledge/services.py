@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from knowledge.models import BrandProfile, BrandProfileVersion, Document, Passage
 from knowledge.search import split_passages
-from workspaces.tenancy import Scope
+from workspaces.tenancy import Scope, lock_or_not_found
 
 DOCUMENT_FIELDS = ("title", "body", "source_url", "tags")
 BRAND_FIELDS = ("name", "description", "voice", "facts")
@@ -50,6 +50,7 @@ def document_create(
 @transaction.atomic
 def document_update(*, scope: Scope, document: Document, changes: dict[str, Any]) -> Document:
     """Apply the given fields; passages are rebuilt when the title or body changes."""
+    document = lock_or_not_found(Document.objects.for_scope(scope), document.pk)  # deleted meanwhile: 404
     changed = [name for name in DOCUMENT_FIELDS if name in changes and getattr(document, name) != changes[name]]
     if not changed:
         return document
@@ -65,6 +66,8 @@ def document_update(*, scope: Scope, document: Document, changes: dict[str, Any]
 @transaction.atomic
 def document_delete(*, scope: Scope, document: Document) -> None:
     """Delete a document and its passages. Threads and attachments keep their copies of its ids."""
+    # Locked before its passages are collected, so an update rebuilding them is never cut in half.
+    lock_or_not_found(Document.objects.for_scope(scope), document.pk)
     Document.objects.for_scope(scope).filter(pk=document.pk).delete()
 
 

@@ -175,7 +175,9 @@ REST_FRAMEWORK = {
         "workspaces.authentication.SessionScopeAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["workspaces.permissions.HasScope"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["workspaces.parsers.JSONParser"],  # UTF-8 always, nesting bounded
+    "DEFAULT_METADATA_CLASS": "workspaces.parsers.Metadata",
+    "URL_FORMAT_OVERRIDE": None,  # `?format=` is no switch of the API (the schema view keeps its own)
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_SCHEMA_CLASS": "workspaces.openapi.TenexAutoSchema",
@@ -201,6 +203,12 @@ SPECTACULAR_SETTINGS = {
     },
     "SECURITY": [{"BearerKey": []}],
     "ENUM_NAME_OVERRIDES": {},
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "workspaces.openapi.postprocess",
+        "agents.openapi.postprocess",
+        "chat.openapi.postprocess",
+    ],
 }
 
 # --- Security: rate limits, login throttling, HTTPS, Content-Security-Policy --------------------

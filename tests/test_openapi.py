@@ -106,3 +106,68 @@ def test_interactive_docs_page():
     assert response.status_code == 200
     assert response["Content-Type"].startswith("text/html")
     assert b"swagger" in response.content.lower() and b"/api/v1/schema/" in response.content
+
+
+def _component(schema: dict, name: str) -> dict:
+    return schema["components"]["schemas"][name]
+
+
+def test_request_bodies_refuse_unknown_fields_as_the_service_does(schema):
+    for name, component in schema["components"]["schemas"].items():
+        if name.endswith("Request") and "properties" in component:
+            assert component.get("additionalProperties") is False, name
+
+
+def test_ids_carry_their_shape_in_paths_and_bodies(schema):
+    for path, item in schema["paths"].items():
+        for operation in item.values():
+            for parameter in operation.get("parameters", []):
+                if parameter["in"] == "path":
+                    assert parameter["schema"]["pattern"].startswith("^"), (path, parameter)
+    stream = schema["paths"]["/api/v1/chat/threads/{thread_id}/messages/{message_id}/stream"]["get"]
+    patterns = {p["name"]: p["schema"].get("pattern") for p in stream["parameters"]}
+    assert patterns["thread_id"] == "^thr_[0-9A-Za-z]{1,28}$" and patterns["message_id"].startswith("^msg_")
+    create = _component(schema, "ThreadCreateSchemaRequest")["properties"]
+    assert create["agent_id"]["pattern"].startswith("^agt_") and create["agent_id"]["nullable"] is True
+    assert create["knowledge_document_ids"]["items"]["pattern"].startswith("^doc_")
+
+
+def test_free_form_json_fields_are_objects_and_not_null(schema):
+    for component, field in (("ThreadCreateSchemaRequest", "metadata"), ("AgentCreateSchemaRequest", "input_schema")):
+        value = _component(schema, component)["properties"][field]
+        assert value["type"] == "object" and not value.get("nullable"), (component, value)
+
+
+def test_headers_say_what_the_service_accepts(schema):
+    send = schema["paths"]["/api/v1/chat/threads/{thread_id}/messages"]["post"]
+    key = next(p for p in send["parameters"] if p["name"] == "Idempotency-Key")["schema"]
+    assert (key["minLength"], key["maxLength"]) == (1, 255) and key["pattern"] == "^[\\x20-\\x7e]+$"
+    stream = schema["paths"]["/api/v1/chat/threads/{thread_id}/messages/{message_id}/stream"]["get"]
+    for parameter in stream["parameters"]:
+        if parameter["name"] in ("Last-Event-ID", "last_event_id"):
+            assert parameter["schema"]["type"] == "integer" and parameter["schema"]["minimum"] == 0
+
+
+def test_every_status_an_operation_answers_is_listed(schema):
+    paths = schema["paths"]
+    assert "404" in paths["/api/v1/chat/threads"]["post"]["responses"]  # an unknown agent_id
+    assert {"409", "422"} <= set(paths["/api/v1/chat/threads/{thread_id}/messages"]["post"]["responses"])
+    stream = paths["/api/v1/chat/threads/{thread_id}/messages/{message_id}/stream"]["get"]["responses"]
+    assert {"200", "204", "400"} <= set(stream)  # 400: a Last-Event-ID that is not an id
+    assert "406" in paths["/api/v1/chat/threads"]["get"]["responses"]
+
+
+def test_streams_are_described_as_server_sent_events(schema):
+    stream = schema["paths"]["/api/v1/chat/threads/{thread_id}/messages/{message_id}/stream"]["get"]
+    event = stream["responses"]["200"]["content"]["text/event-stream"]["schema"]
+    assert set(event["required"]) == {"id", "event", "data"}
+    assert event["properties"]["event"]["enum"] == ["delta", "tool_call", "done", "error"]
+    send = schema["paths"]["/api/v1/chat/threads/{thread_id}/messages"]["post"]["responses"]
+    assert "text/event-stream" in send["200"]["content"] and "application/json" in send["202"]["content"]
+
+
+def test_no_format_switch_is_documented_and_urls_are_not_uris_where_empty_is_valid(schema):
+    for item in schema["paths"].values():
+        for operation in item.values():
+            assert all(p["name"] != "format" for p in operation.get("parameters", []))
+    assert "format" not in _component(schema, "DocumentSchema")["properties"]["source_url"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from django.core.validators import RegexValidator
 from drf_spectacular.utils import extend_schema_serializer
 from rest_framework import serializers
 
@@ -54,6 +55,20 @@ class BoundedJSONField(serializers.JSONField):
         if len(json.dumps(value, ensure_ascii=False).encode()) > self.max_bytes:
             raise serializers.ValidationError(f"Must be at most {self.max_bytes} bytes as JSON.")
         return value
+
+
+# Rules simple enough to be the OpenAPI schema's `pattern` word for word, so that what the schema
+# allows is exactly what is accepted: an http(s) URL, an email address; no space or control character.
+HTTP_URL_PATTERN = r"^https?://[^\u0000-\u0020\u007f]+\Z"
+EMAIL_PATTERN = r"^[^@\u0000-\u0020\u007f]+@[^@\u0000-\u0020\u007f]+\Z"
+
+
+def http_url_field(**kwargs) -> ExactCharField:
+    return ExactCharField(validators=[RegexValidator(HTTP_URL_PATTERN, "Enter an http:// or https:// URL.")], **kwargs)
+
+
+def email_field(**kwargs) -> ExactCharField:
+    return ExactCharField(validators=[RegexValidator(EMAIL_PATTERN, "Enter an email address.")], **kwargs)
 
 
 class StrictBooleanField(serializers.BooleanField):

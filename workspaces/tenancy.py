@@ -100,6 +100,19 @@ def unique_or_none(queryset: models.QuerySet):
     return next(iter(queryset.order_by()[:1]), None)
 
 
+def lock_or_not_found(queryset: models.QuerySet, pk: str):
+    """The row with this primary key, locked until the transaction ends; `ReferenceNotFound` when it
+    is gone. A writer that locks its row first never races a delete: whichever of them locks second
+    waits for the first to commit, then finds the row changed or, after a delete, finds none (a 404)
+    instead of an update that touches nothing or an insert whose foreign key no longer holds."""
+    from workspaces.errors import ReferenceNotFound
+
+    row = unique_or_none(queryset.select_for_update().filter(pk=pk))
+    if row is None:
+        raise ReferenceNotFound(pk)
+    return row
+
+
 class TenantQuerySet(models.QuerySet):
     """Querysets of workspace content; `for_scope` is the only door in."""
 

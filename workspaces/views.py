@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from django.db import connections
 from django.http import JsonResponse
 from drf_spectacular.utils import extend_schema
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework import mixins
+from rest_framework.negotiation import DefaultContentNegotiation
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
 from workspaces.authentication import KeyPrincipal
@@ -76,3 +81,29 @@ def readyz(request):
     else:
         checks["stream_store"] = "ok (in-process)"
     return JsonResponse({"status": "ok" if ok else "unavailable", "checks": checks}, status=200 if ok else 503)
+
+
+class JsonErrorsMixin:
+    """For a DRF view that renders something else (YAML, HTML): its errors (405, 406) in the API's
+    one JSON error shape, and OPTIONS as JSON (an HTML page has no template for it)."""
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        if response.status_code >= 400 or request.method == "OPTIONS":
+            request.accepted_renderer, request.accepted_media_type = JSONRenderer(), "application/json"
+        return super().finalize_response(request, response, *args, **kwargs)
+
+
+class FormatQueryNegotiation(DefaultContentNegotiation):
+    """DRF's negotiation with `?format=` honoured, which the API's settings turn off elsewhere."""
+
+    settings = SimpleNamespace(URL_FORMAT_OVERRIDE="format")
+
+
+class SchemaView(JsonErrorsMixin, SpectacularAPIView):
+    """The OpenAPI schema, YAML or (`Accept: application/vnd.oai.openapi+json` or `?format=json`) JSON."""
+
+    content_negotiation_class = FormatQueryNegotiation
+
+
+class DocsView(JsonErrorsMixin, SpectacularSwaggerView):
+    """The interactive API docs page."""

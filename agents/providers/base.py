@@ -150,7 +150,7 @@ def decode_tool_arguments(raw: str, tool_name: str) -> dict[str, Any]:
         return {}
     try:
         value = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):
         value = None
     if isinstance(value, dict):
         return value

@@ -24,6 +24,7 @@ from chat.stream.log import TERMINAL_TYPES
 from chat.stream.sse import follow_events
 from workspaces.authentication import ApiKeyAuthentication
 from workspaces.errors import error_body, exception_handler
+from workspaces.parsers import JsonTooDeep, check_depth
 from workspaces.tenancy import Scope, tenant_context
 
 logger = logging.getLogger(__name__)
@@ -130,6 +131,10 @@ async def call_chat_tool(
     if tool.scope not in scope.scopes:
         return error_result(exceptions.PermissionDenied(f"This API key lacks the `{tool.scope}` scope."))
     try:
+        check_depth(arguments)  # the REST API's nesting limit, for the same bodies reached by MCP
+    except JsonTooDeep as exc:
+        return error_result(exceptions.ParseError(str(exc)))
+    try:
         data = await _in_workspace(scope, tool, arguments)
         if tool.streams_reply:
             data = await follow_reply(scope.workspace_id, data, report_progress)
@@ -187,3 +192,26 @@ def build_server(resolve_scope: ScopeResolver) -> Server:
         # Lets the 2026-07-28 HTTP entry check `Mcp-Param-*` headers without running tools/list.
         get_tool_input_schema=_input_schema,
     )
+
+
+# JSON-RPC's range for errors a server defines; the MCP SDK names none for "not authorized".
+UNAUTHORIZED = -32001
+
+
+# Left to the SDK so a client connects (a refused probe only sends it on to the other protocol
+# era, and the answer it finally shows is about that, not the key).
+_HANDSHAKE = frozenset({"initialize", "server/discover"})
+
+
+def refusing_server(problem: str) -> Server:
+    """A server that connects, then answers every request with `problem` as its error: how a
+    stdio client learns that its key, not the connection, is at fault."""
+    server = build_server(key_resolver(""))
+
+    async def refuse(ctx: ServerRequestContext, call_next):
+        if ctx.request_id is None or ctx.method in _HANDSHAKE:
+            return await call_next(ctx)
+        raise MCPError(code=UNAUTHORIZED, message=problem)
+
+    server.middleware.insert(0, refuse)
+    return server

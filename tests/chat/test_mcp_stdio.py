@@ -25,7 +25,7 @@ def command_env(key: str | None) -> dict[str, str]:
     return env
 
 
-def stdio_server(key: str) -> StdioServerParameters:
+def stdio_server(key: str | None) -> StdioServerParameters:
     return StdioServerParameters(command=sys.executable, args=["manage.py", "mcp"], env=command_env(key), cwd=ROOT)
 
 
@@ -80,3 +80,20 @@ def test_refuses_to_start_without_a_valid_key(key, message):
     )
     assert done.returncode != 0
     assert message in done.stderr.decode() and done.stdout == b""
+
+
+@pytest.mark.parametrize(("key", "message"), [(None, "TENEX_API_KEY is not set"), ("tnx_bogus", "not a valid API key")])
+def test_a_client_is_told_the_key_is_the_problem(key, message):
+    from mcp.shared.exceptions import MCPError
+
+    async def scenario():
+        async with Client(stdio_server(key)) as client:
+            await client.list_tools()
+
+    with pytest.raises(BaseException) as raised:  # noqa: PT011 - the MCPError arrives inside task groups
+        anyio.run(scenario)
+    error = raised.value
+    while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
+        error = error.exceptions[0]
+    assert isinstance(error, MCPError), repr(raised.value)
+    assert message in error.error.message

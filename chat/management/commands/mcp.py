@@ -10,7 +10,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import connections
 from mcp.server.stdio import stdio_server
 
-from chat.mcp.server import build_server, key_resolver, scope_for_authorization
+from chat.mcp.server import build_server, key_resolver, refusing_server, scope_for_authorization
 from chat.stream.runtime import get_runtime
 
 # After stdin closes, replies this process is still writing get this long to finish and be saved.
@@ -26,10 +26,19 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         raw_key = os.environ.get("TENEX_API_KEY", "").strip()
+        problem = None
         if not raw_key:
-            raise CommandError("TENEX_API_KEY is not set: put the API key (tnx_...) the server acts as in it.")
-        if scope_for_authorization(f"Bearer {raw_key}") is None:
-            raise CommandError("TENEX_API_KEY is not a valid API key (malformed, unknown, revoked or expired).")
+            problem = "TENEX_API_KEY is not set: put the API key (tnx_...) the server acts as in it."
+        elif scope_for_authorization(f"Bearer {raw_key}") is None:
+            problem = "TENEX_API_KEY is not a valid API key (malformed, unknown, revoked or expired)."
+        if problem is not None:
+            # An MCP client that launched this command shows what the server answers, not its
+            # stderr: it connects, and every request it sends gets this sentence as its error
+            # rather than a closed connection. Stopped by stdin closing, then a failed exit.
+            connections.close_all()
+            self.stderr.write(problem)
+            anyio.run(refuse, problem)
+            raise CommandError(problem)
         connections.close_all()  # tool calls use their own worker thread's connection
         # As under daphne: the runtime's sweep also ends replies a previous process left streaming.
         get_runtime()
@@ -39,6 +48,12 @@ class Command(BaseCommand):
 
 async def serve(raw_key: str) -> None:
     server = build_server(key_resolver(raw_key))
+    async with stdio_server() as (read_stream, write_stream):
+        await server.run(read_stream, write_stream, server.create_initialization_options())
+
+
+async def refuse(problem: str) -> None:
+    server = refusing_server(problem)
     async with stdio_server() as (read_stream, write_stream):
         await server.run(read_stream, write_stream, server.create_initialization_options())
 
