@@ -110,6 +110,29 @@ class ThreadSchema(serializers.ModelSerializer):
         return "thread"
 
 
+class SearchHitSchema(serializers.Serializer):
+    """Why a search result matched: present only on the results of a `q=` search."""
+
+    rank = serializers.FloatField(help_text="Higher is a better match; compare within one result list only.")
+    snippet = serializers.CharField(help_text="A few words of the matching text, as plain text.")
+    highlights = serializers.ListField(
+        child=serializers.ListField(child=serializers.IntegerField(), min_length=2, max_length=2),
+        help_text="[start, end) offsets, in Unicode code points, of the matched words in `snippet`.",
+    )
+    message_id = serializers.CharField(
+        allow_null=True,
+        help_text="The message the snippet comes from (for a thread: its best match); null when it is the title.",
+    )
+
+
+class ThreadSearchResultSchema(ThreadSchema):
+    search = SearchHitSchema(required=False, help_text="Only on the results of a `q=` search.")
+
+    class Meta(ThreadSchema.Meta):
+        fields = [*ThreadSchema.Meta.fields, "search"]
+        read_only_fields = fields
+
+
 class AttachmentSchema(serializers.ModelSerializer):
     class Meta:
         model = Attachment
@@ -175,6 +198,17 @@ class MessageSchema(serializers.ModelSerializer):
         # The fields above document the shape; `message_data` writes the same dict without
         # building them (DRF builds a ModelSerializer's fields anew for every instance).
         return message_data(message)
+
+
+class MessageSearchResultSchema(MessageSchema):
+    """A message as `GET …/messages?q=` lists it: the message object plus `search` (docs only: the
+    view adds `search` to `message_data`)."""
+
+    search = SearchHitSchema(required=False, help_text="Only on the results of a `q=` search.")
+
+    class Meta(MessageSchema.Meta):
+        fields = [*MessageSchema.Meta.fields, "search"]
+        read_only_fields = fields
 
 
 class FileSchema(serializers.ModelSerializer):
