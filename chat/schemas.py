@@ -6,6 +6,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from chat.models import Attachment, File, Message, Thread
+from workspaces.compat import prefetched
 from workspaces.schemas import (
     BoundedJSONField,
     ExactCharField,
@@ -188,7 +189,7 @@ class MessageSchema(serializers.ModelSerializer):
 
     @extend_schema_field(AttachmentSchema(many=True))
     def get_attachments(self, message):
-        return AttachmentSchema(message.attachments.all(), many=True).data
+        return AttachmentSchema(attachments_of(message), many=True).data
 
     @extend_schema_field(UsageSchema)
     def get_usage(self, message):
@@ -256,6 +257,14 @@ def _tool_call(call: dict) -> dict:
     }
 
 
+def attachments_of(message: Message):
+    """The message's attachments: prefetched ones, or a query that names the workspace."""
+    found = prefetched(message, "attachments")
+    if found is not None:
+        return found
+    return Attachment.objects.for_workspace(message.workspace_id).filter(message=message)
+
+
 def message_data(message: Message) -> dict:
     """The message object of the API: what `MessageSchema` declares, field for field (tested)."""
     error = message.error
@@ -266,7 +275,7 @@ def message_data(message: Message) -> dict:
         "role": message.role,
         "content": _text(message.content),
         "status": message.status,
-        "attachments": AttachmentSchema(message.attachments.all(), many=True).data,
+        "attachments": AttachmentSchema(attachments_of(message), many=True).data,
         "tool_calls": [_tool_call(call) for call in message.tool_calls],
         "usage": usage_data(message.usage),
         "error": None if error is None else {"code": _text(error["code"]), "message": _text(error["message"])},

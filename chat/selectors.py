@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import django_filters
-from django.db.models import QuerySet
+from django.db.models import Prefetch, QuerySet
 
 from chat import search
-from chat.models import Message, Thread
+from chat.models import Attachment, Message, Thread
 from workspaces.filters import StrictBooleanFilter
 from workspaces.tenancy import Scope
 
@@ -64,7 +64,8 @@ def thread_list(*, scope: Scope) -> QuerySet[Thread]:
 
 def message_list(*, scope: Scope, thread: Thread, query: search.TextQuery | None = None) -> QuerySet[Message]:
     """A thread's messages; with `query`, only those matching it."""
-    messages = Message.objects.for_scope(scope).filter(thread=thread).prefetch_related("attachments")
+    attachments = Prefetch("attachments", queryset=Attachment.objects.for_workspace(scope.workspace_id))
+    messages = Message.objects.for_scope(scope).filter(thread=thread).prefetch_related(attachments)
     return messages if query is None else search.messages_matching(messages, query=query)
 
 

@@ -59,8 +59,9 @@ class Command(BaseCommand):
         parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
         parser.add_argument("--backlog", type=int, default=2048, help="listen backlog per socket")
         parser.add_argument("--proxy-headers", action="store_true", help="passed to daphne: trust X-Forwarded-*")
+        parser.add_argument("--application", default="tenex.asgi:application", help="the ASGI application to serve")
 
-    def handle(self, processes, host, port, backlog, proxy_headers, **options):
+    def handle(self, processes, host, port, backlog, proxy_headers, application, **options):
         if connection.vendor != "postgresql" or not settings.REDIS_URL:
             raise CommandError(
                 "several processes need PostgreSQL (DATABASE_URL) and Redis (REDIS_URL): the embedded "
@@ -75,9 +76,10 @@ class Command(BaseCommand):
         except OSError as error:
             raise CommandError(f"cannot listen on {host}:{port}: {error}") from None
         connection.close()  # the children open their own
-        self.supervise(sockets, processes, proxy_headers, f"http://{host}:{port}")
+        self.supervise(sockets, processes, [*(["--proxy-headers"] if proxy_headers else []), application],
+                       f"http://{host}:{port}")
 
-    def supervise(self, sockets: list[socket.socket], count: int, proxy_headers: bool, url: str) -> None:
+    def supervise(self, sockets: list[socket.socket], count: int, daphne_args: list[str], url: str) -> None:
         stopping = gave_up = False
 
         def stop(signum, frame):
@@ -89,12 +91,10 @@ class Command(BaseCommand):
 
         def start(slot: int) -> subprocess.Popen:
             fd = sockets[slot % len(sockets)].fileno()
-            command = [sys.executable, "-m", "daphne", "--fd", str(fd)]
-            if proxy_headers:
-                command.append("--proxy-headers")
             # Its own process group: a terminal's Ctrl-C reaches the parent alone, which passes on
             # one SIGTERM (a second signal would cut a child's drain short).
-            return subprocess.Popen([*command, "tenex.asgi:application"], pass_fds=(fd,), process_group=0)
+            command = [sys.executable, "-m", "daphne", "--fd", str(fd), *daphne_args]
+            return subprocess.Popen(command, pass_fds=(fd,), process_group=0)
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
