@@ -73,15 +73,39 @@ def _postgres() -> bool:
 
 
 # --- filters ----------------------------------------------------------------------------------
+# A query matching at least this many messages (or titles) of the workspace is "dense": its
+# matching threads are found by walking the list in its order and looking into each thread (a
+# few threads in, a page is full). Below it, the matches are collected through the GIN indexes and
+# their threads sorted. A LIMIT-ed count tells the two apart cheaply either way.
+DENSE_MATCHES = 2000
+
+
 def threads_matching(queryset: QuerySet, *, scope: Scope, query: TextQuery) -> QuerySet:
     """Threads whose title, or any of whose messages, matches."""
     if _postgres():
-        sql = (
-            '("chat_thread"."search_vector" @@ to_tsquery(%s::regconfig, %s) OR EXISTS ('
-            'SELECT 1 FROM "chat_message" m WHERE m."workspace_id" = %s AND m."thread_id" = "chat_thread"."id" '
-            "AND m.search_vector @@ to_tsquery(%s::regconfig, %s)))"
+        messages = (
+            'SELECT m."thread_id" FROM "chat_message" m WHERE m."workspace_id" = %s '
+            "AND m.search_vector @@ to_tsquery(%s::regconfig, %s)"
         )
-        params = [query.config, query.tsquery, scope.workspace_id, query.config, query.tsquery]
+        titles = (
+            'SELECT t."id" FROM "chat_thread" t WHERE t."workspace_id" = %s '
+            "AND t.search_vector @@ to_tsquery(%s::regconfig, %s)"
+        )
+        each = [scope.workspace_id, query.config, query.tsquery]
+        (found,) = _fetch(
+            f"SELECT count(*) FROM (({messages} LIMIT {DENSE_MATCHES}) UNION ALL ({titles} LIMIT {DENSE_MATCHES})) c",
+            each * 2,
+        )[0]
+        if found < DENSE_MATCHES:
+            # One semi-join: the few matching threads, then the list's order.
+            sql, params = f'"chat_thread"."id" IN ({messages} UNION {titles})', each * 2
+        else:
+            sql = (
+                '("chat_thread"."search_vector" @@ to_tsquery(%s::regconfig, %s) OR EXISTS ('
+                'SELECT 1 FROM "chat_message" m WHERE m."workspace_id" = %s AND m."thread_id" = "chat_thread"."id" '
+                "AND m.search_vector @@ to_tsquery(%s::regconfig, %s)))"
+            )
+            params = [query.config, query.tsquery, scope.workspace_id, query.config, query.tsquery]
     else:
         sql = (
             '("chat_thread".rowid IN (SELECT rowid FROM chat_thread_fts WHERE chat_thread_fts MATCH %s) OR '

@@ -62,6 +62,16 @@ def test_every_word_must_match_and_order_is_the_lists(alice, pricing):
     assert_error(alice.client.get(f"{URL}?q={'a' * 501}"), 400)
 
 
+def test_dense_and_sparse_queries_find_the_same_threads(alice, bob, pricing, workspace, monkeypatch):
+    """Few matches are collected through the indexes; many are found walking the list in order."""
+    bobs = ThreadFactory(workspace=workspace, user=bob.user, title="Bob's pricing plan")
+    queries = ["pric", "plan", "pro pric", "launch", "zebra"]
+    sparse = {q: ids(alice.client.get(f"{URL}?q={q}")) for q in queries}
+    monkeypatch.setattr("chat.search.DENSE_MATCHES", 1)
+    assert {q: ids(alice.client.get(f"{URL}?q={q}")) for q in queries} == sparse
+    assert bobs.pk not in sparse["plan"] and sparse["pric"] and sparse["zebra"] == []
+
+
 def test_search_sees_only_the_scope(alice, bob, outsider, workspace, pricing, other_workspace):
     theirs = ThreadFactory(workspace=other_workspace, user=outsider.user, title="Pricing at Globex")
     MessageFactory(thread=theirs, position=1, content="pricing pricing pricing")
