@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import time
+from pathlib import Path
 
 import pytest
 from django.apps import apps
@@ -141,3 +142,12 @@ def test_every_tenant_query_of_the_api_names_its_workspace(alice, service_client
     assert not missing, "tenant queries without a workspace_id condition:\n" + "\n".join(
         f"- {table}: {sql[:400]}" for table, sql in missing
     )
+
+
+def test_scaling_doc_names_every_table():
+    """docs/scaling.md's table of distributed and reference tables covers every model's table, and
+    calls exactly the tenant tables distributed."""
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "scaling.md").read_text()
+    kinds = dict(re.findall(r"^\| `(\w+)` \| (distributed|reference|local) \|", doc, re.MULTILINE))
+    assert set(kinds) == {model._meta.db_table for model in apps.get_models(include_auto_created=True)}
+    assert {table for table, kind in kinds.items() if kind == "distributed"} == set(tenant_tables())
