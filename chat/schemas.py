@@ -175,12 +175,13 @@ class MessageSchema(serializers.ModelSerializer):
     tool_calls = ToolCallSchema(many=True)
     usage = serializers.SerializerMethodField()
     error = ErrorInfoSchema(allow_null=True)
+    search = SearchHitSchema(required=False, help_text="Only on the results of a `q=` search of a thread's messages.")
 
     class Meta:
         model = Message
         fields = [
             "id", "object", "thread_id", "role", "content", "status", "attachments", "tool_calls",
-            "usage", "error", "created_at", "completed_at",
+            "usage", "error", "created_at", "completed_at", "search",
         ]
         read_only_fields = fields
 
@@ -199,17 +200,6 @@ class MessageSchema(serializers.ModelSerializer):
         # The fields above document the shape; `message_data` writes the same dict without
         # building them (DRF builds a ModelSerializer's fields anew for every instance).
         return message_data(message)
-
-
-class MessageSearchResultSchema(MessageSchema):
-    """A message as `GET …/messages?q=` lists it: the message object plus `search` (docs only: the
-    view adds `search` to `message_data`)."""
-
-    search = SearchHitSchema(required=False, help_text="Only on the results of a `q=` search.")
-
-    class Meta(MessageSchema.Meta):
-        fields = [*MessageSchema.Meta.fields, "search"]
-        read_only_fields = fields
 
 
 class FileSchema(serializers.ModelSerializer):

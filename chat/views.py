@@ -21,7 +21,6 @@ from chat.models import Message, Thread
 from chat.schemas import (
     MessageCreateSchema,
     MessageSchema,
-    MessageSearchResultSchema,
     SendAcceptedSchema,
     ThreadCreateSchema,
     ThreadSchema,
@@ -178,7 +177,7 @@ class MessageViewSet(ChatViewSet):
                 "q", OpenApiTypes.STR, description="Full-text search of the messages' text (at most 500 characters)."
             ),
         ],
-        responses=MessageSearchResultSchema(many=True),
+        responses=MessageSchema(many=True),
     )
     def list(self, request, thread_id=None):
         order = request.query_params.get("order", "asc")
