@@ -164,3 +164,22 @@ def test_refuses_the_embedded_default(tmp_path):
     )
     assert result.returncode != 0
     assert "need PostgreSQL (DATABASE_URL) and Redis (REDIS_URL)" in result.stderr
+
+
+def test_a_child_that_dies_is_replaced(alice):
+    with serve(2) as (base, parent):
+        before = children_of(parent.pid)
+        victim = min(before)
+        os.kill(victim, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while True:
+            now = children_of(parent.pid)
+            if len(now) == 2 and victim not in now:
+                break
+            assert time.monotonic() < deadline, f"not replaced: {now}"
+            time.sleep(0.1)
+        # New connections, spread over both children, are all answered (those that reach the new
+        # child while it starts wait on its socket).
+        for _ in range(20):
+            assert httpx.get(f"{base}/api/v1/workspace", headers=headers(alice.key), timeout=60).status_code == 200
+        assert f"daphne process {victim} exited" in parent.log_path.read_text()
