@@ -62,10 +62,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--before-requests", type=int, default=5, help="requests per case before the fix")
     parser.add_argument("--database", default="tenex_bench_search")
     parser.add_argument("--keep", action="store_true", help="keep the bench database (default: drop it)")
+    parser.add_argument("--reuse", action="store_true",
+                        help="measure a kept bench database again (its rows are regenerated in memory, not loaded)")
     parser.add_argument("--seed", type=int, default=11)
-    args = parser.parse_args()
-    args.reuse = False  # every run seeds afresh (bench.list_threads.bench_database_url reads it)
-    return args
+    return parser.parse_args()
 
 
 # --- data ---------------------------------------------------------------------------------------
@@ -140,6 +140,22 @@ THREAD_STAGE = "id text, workspace_id text, user_id text, title text, message_co
 MESSAGE_STAGE = (
     "id text, workspace_id text, thread_id text, position int, role text, content text, created_at timestamptz"
 )
+
+
+class NoSink:
+    def write_row(self, row) -> None:
+        pass
+
+
+def regenerate(workspaces: list[tuple[Workspace, int, str, int]], seed: int) -> None:
+    """What `load` wrote with this seed, in memory only: the threads and their matches."""
+    rng = random.Random(seed)
+    words = vocabulary(rng)
+    total = sum(count for _, count, _, _ in workspaces) * MESSAGES_PER_THREAD
+    progress, done, threads = Progress("regen  ", total), 0, []
+    for workspace, count, user_id, rare in workspaces:
+        done = generate(workspace, count, user_id, rng, words, rare, threads, NoSink(), progress, done)
+    progress.finish()
 
 
 def load(owner_url: str, workspaces: list[tuple[Workspace, int, str, int]], seed: int) -> None:
@@ -311,7 +327,15 @@ def main() -> None:
             workspace=noise, email=f"owner@noise{n}.test").pk, RARE_COUNT))
     service_key = api_key_create(workspace=main_ws, name="bench").secret
     started = time.perf_counter()
-    load(owner_url, plan, rng.randrange(1 << 30))
+    data_seed = rng.randrange(1 << 30)
+    with psycopg.connect(admin_url) as admin:
+        loaded = admin.execute("SELECT count(*) FROM chat_thread WHERE workspace_id = %s", [main_ws.pk]).fetchone()[0]
+    if args.reuse and loaded == args.threads:
+        regenerate(plan, data_seed)
+    elif loaded:
+        sys.exit(f"{args.database} holds {loaded:,} threads, not {args.threads:,}: run without --reuse")
+    else:
+        load(owner_url, plan, data_seed)
     messages = sum(count for _, count, _, _ in plan) * MESSAGES_PER_THREAD
     log(f"seeded  {messages:,} messages in {time.perf_counter() - started:.1f} s")
 
