@@ -95,13 +95,16 @@ def threads_matching(queryset: QuerySet, *, scope: Scope, query: TextQuery) -> Q
         )
         each = [scope.workspace_id, query.config, query.tsquery]
         if _estimated_rows(messages, each) + _estimated_rows(titles, each) < DENSE_MATCHES:
-            # One semi-join: the few matching threads, then the list's order.
-            sql, params = f'"chat_thread"."id" IN ({messages} UNION {titles})', each * 2
+            # The matching threads' ids, collected first (an array: the planner looks them up by
+            # primary key, then sorts the few), never a walk of the whole list hoping for them.
+            sql, params = f'"chat_thread"."id" = ANY(ARRAY({messages} UNION {titles}))', each * 2
         else:
+            # A look into each thread as the walk reaches it. OFFSET 0 keeps PostgreSQL from
+            # turning the EXISTS into a hash of every matching message first.
             sql = (
                 '("chat_thread"."search_vector" @@ to_tsquery(%s::regconfig, %s) OR EXISTS ('
                 'SELECT 1 FROM "chat_message" m WHERE m."workspace_id" = %s AND m."thread_id" = "chat_thread"."id" '
-                "AND m.search_vector @@ to_tsquery(%s::regconfig, %s)))"
+                "AND m.search_vector @@ to_tsquery(%s::regconfig, %s) OFFSET 0))"
             )
             params = [query.config, query.tsquery, scope.workspace_id, query.config, query.tsquery]
     else:
