@@ -22,4 +22,7 @@ class Command(BaseCommand):
                         f"naming a superuser, or run `ALTER FUNCTION {TEXT_MATCH_FUNCTION} LEAKPROOF` as one"
                     )
                 cursor.execute(f"ALTER FUNCTION {TEXT_MATCH_FUNCTION} LEAKPROOF")
-        self.stdout.write(f"{TEXT_MATCH_FUNCTION} is leakproof: search uses its GIN indexes under row-level security")
+        self.stdout.write(
+            f"{TEXT_MATCH_FUNCTION} is leakproof: search uses its GIN indexes under row-level security "
+            "(restart the server processes: statements they prepared before keep their plans)"
+        )
