@@ -167,19 +167,21 @@ def _best_hits(
     if not ids:
         return {}
     if _postgres():
+        # The page's rows are read by `among` alone and matched after (OFFSET 0 keeps the match
+        # out of the scan: a GIN lookup of a common word or prefix costs more than these few rows).
         # The snippet is built for each key's best row only (ts_headline reads the whole text).
         order = "x.position" if table == "chat_message" else "x.id"
+        rows = f"SELECT * FROM {table} x WHERE x.workspace_id = %s AND {among} = ANY(%s) OFFSET 0"
         best = (
             f"SELECT DISTINCT ON ({key}) {key} AS key, {label} AS label, ts_rank(x.search_vector, q.q) AS rank, "
-            f"x.search_config, x.{column} AS text FROM {table} x, to_tsquery(%s::regconfig, %s) q(q) "
-            f"WHERE x.workspace_id = %s AND {among} = ANY(%s) AND x.search_vector @@ q.q "
-            f"ORDER BY {key}, rank DESC, {order}"
+            f"x.search_config, x.{column} AS text FROM ({rows}) x, to_tsquery(%s::regconfig, %s) q(q) "
+            f"WHERE x.search_vector @@ q.q ORDER BY {key}, rank DESC, {order}"
         )
         sql = (
             "SELECT key, label, rank, ts_headline(search_config, text, to_tsquery(%s::regconfig, %s), %s) "
             f"FROM ({best}) b"
         )
-        params = [query.config, query.tsquery, HEADLINE_OPTIONS, query.config, query.tsquery, scope.workspace_id, ids]
+        params = [query.config, query.tsquery, HEADLINE_OPTIONS, scope.workspace_id, ids, query.config, query.tsquery]
     else:
         # bm25() and snippet() work only in a query on the FTS table itself: the best is picked below.
         fts = f"{table}_fts"
