@@ -94,7 +94,7 @@ def threads_matching(queryset: QuerySet, *, scope: Scope, query: TextQuery) -> Q
             "AND t.search_vector @@ to_tsquery(%s::regconfig, %s)"
         )
         each = [scope.workspace_id, query.config, query.tsquery]
-        if _estimated_rows(messages, each) + _estimated_rows(titles, each) < DENSE_MATCHES:
+        if _estimated_rows(f"({messages}) UNION ALL ({titles})", each * 2) < DENSE_MATCHES:
             # The matching threads' ids, collected first (an array: the planner looks them up by
             # primary key, then sorts the few), never a walk of the whole list hoping for them.
             sql, params = f'"chat_thread"."id" = ANY(ARRAY({messages} UNION {titles}))', each * 2
