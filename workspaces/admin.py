@@ -161,7 +161,8 @@ class TenantModelAdmin(admin.ModelAdmin):
 
 def located_workspace(request: HttpRequest, model: type, pk: str) -> Workspace | None:
     """The workspace that holds `model` row `pk`, remembered as the session's choice; None if none does."""
-    workspace_id = object_workspace_id(model, pk)
+    remembered = request.session.get(SESSION_WORKSPACE_KEY)
+    workspace_id = object_workspace_id(model, pk, hint=remembered if looks_like_id(remembered, "ws") else None)
     workspace = Workspace.objects.filter(pk=workspace_id).first() if workspace_id else None
     if workspace is not None:
         request.session[SESSION_WORKSPACE_KEY] = workspace.pk

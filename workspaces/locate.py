@@ -1,11 +1,13 @@
 """Which workspace an object belongs to, for support staff who hold only its id.
 
 Row-level security shows a tenant row only once its workspace is set, and nothing bypasses it. So on
-PostgreSQL `tenex_object_workspace(table, pk column, id)` does in the database what a staff member
-would do by hand: set each workspace in turn (`set_config(..., true)`, restored on return) and look
-the id up, stopping at the first that shows it. It is a plain SECURITY INVOKER function under the
+PostgreSQL `tenex_object_workspace(table, pk column, id, hint)` does in the database what a staff
+member would do by hand: set the hinted workspace (the one the admin session is in), then each
+workspace in turn (`set_config(..., true)`, restored on return), and look the id up, stopping at the
+first that shows it. It is a plain SECURITY INVOKER function under the
 caller's role and the same policies: it can only answer for an id one already holds, and the cost
-is one primary-key probe per workspace. SQLite has no row-level security: one lookup.
+is one primary-key probe per workspace tried (`bench/admin_locate.py`). SQLite has no row-level
+security: one lookup.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from workspaces.tenancy import RLS_SETTING
 FUNCTION = "tenex_object_workspace"
 
 CREATE_FUNCTION = f"""
-CREATE OR REPLACE FUNCTION {FUNCTION}(tbl regclass, pk_column text, object_id text) RETURNS text
+CREATE OR REPLACE FUNCTION {FUNCTION}(tbl regclass, pk_column text, object_id text, hint text DEFAULT NULL)
+RETURNS text
 LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
   previous text := current_setting('{RLS_SETTING}', true);
@@ -25,17 +28,23 @@ DECLARE
   candidate text;
   found text;
 BEGIN
-  FOR candidate IN SELECT id FROM workspaces_workspace LOOP
-    PERFORM set_config('{RLS_SETTING}', candidate, true);
+  IF hint IS NOT NULL THEN
+    PERFORM set_config('{RLS_SETTING}', hint, true);
     EXECUTE lookup INTO found USING object_id;
-    EXIT WHEN found IS NOT NULL;
-  END LOOP;
+  END IF;
+  IF found IS NULL THEN
+    FOR candidate IN SELECT id FROM workspaces_workspace WHERE id IS DISTINCT FROM hint LOOP
+      PERFORM set_config('{RLS_SETTING}', candidate, true);
+      EXECUTE lookup INTO found USING object_id;
+      EXIT WHEN found IS NOT NULL;
+    END LOOP;
+  END IF;
   PERFORM set_config('{RLS_SETTING}', coalesce(previous, ''), true);
   RETURN found;
 END
 $$
 """
-DROP_FUNCTION = f"DROP FUNCTION IF EXISTS {FUNCTION}(regclass, text, text)"
+DROP_FUNCTION = f"DROP FUNCTION IF EXISTS {FUNCTION}(regclass, text, text, text)"
 
 
 def create_locator() -> migrations.RunPython:
@@ -54,10 +63,10 @@ def is_tenant_model(model: type[models.Model]) -> bool:
     return any(field.attname == "workspace_id" for field in model._meta.concrete_fields)
 
 
-def object_workspace_id(model: type[models.Model], pk: str) -> str | None:
+def object_workspace_id(model: type[models.Model], pk: str, *, hint: str | None = None) -> str | None:
     """The workspace of `model`'s row `pk`, whatever workspace (if any) is set now; None if none has it.
 
-    Only models with a text primary key (the public ids) are located.
+    `hint` is the workspace tried first. Only models with a text primary key (the public ids) are located.
     """
     pk_field = model._meta.pk
     if not is_tenant_model(model) or not isinstance(pk_field, models.CharField) or len(pk) > pk_field.max_length:
@@ -65,5 +74,7 @@ def object_workspace_id(model: type[models.Model], pk: str) -> str | None:
     if connection.vendor != "postgresql":
         return model._base_manager.filter(pk=pk).values_list("workspace_id", flat=True).first()
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT {FUNCTION}(%s::regclass, %s, %s)", [model._meta.db_table, pk_field.column, pk])
+        cursor.execute(
+            f"SELECT {FUNCTION}(%s::regclass, %s, %s, %s)", [model._meta.db_table, pk_field.column, pk, hint]
+        )
         return cursor.fetchone()[0]

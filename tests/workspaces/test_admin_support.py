@@ -36,6 +36,10 @@ def test_locating_an_object_sets_each_workspace_in_turn_and_restores_the_setting
         assert Thread.objects.filter(pk=outsider_thread.pk).count() == 0  # RLS hides it here
         assert object_workspace_id(Thread, outsider_thread.pk) == other_workspace.pk
         assert object_workspace_id(Thread, alice_thread.pk) == workspace.pk
+        # The hint is tried first; a wrong one only costs the scan.
+        assert object_workspace_id(Thread, outsider_thread.pk, hint=other_workspace.pk) == other_workspace.pk
+        assert object_workspace_id(Thread, outsider_thread.pk, hint=workspace.pk) == other_workspace.pk
+        assert object_workspace_id(Thread, "thr_0000000000000000000000", hint=workspace.pk) is None
         assert object_workspace_id(Thread, "thr_0000000000000000000000") is None
         assert database_workspace() in (workspace.pk, None)  # None on SQLite, which has no RLS setting
         assert Thread.objects.filter(pk=outsider_thread.pk).count() == 0
