@@ -8,13 +8,14 @@ from datetime import timedelta
 import pytest
 from django.contrib.admin.utils import quote
 from django.contrib.auth.models import Permission
+from django.db import connection
 from django.utils import timezone
 
 from tests.agents.factories import AgentFactory
 from tests.factories import MessageFactory, ThreadFactory
 from tests.knowledge.factories import DocumentFactory
 from tests.workspaces.conftest import signed_in
-from workspaces.locate import object_workspace_id
+from workspaces.locate import FUNCTION, object_workspace_id
 from workspaces.models import ApiKey, ConversationRead, User
 from workspaces.tenancy import database_workspace, tenant_context
 
@@ -43,6 +44,11 @@ def test_locating_an_object_sets_each_workspace_in_turn_and_restores_the_setting
         assert object_workspace_id(Thread, "thr_0000000000000000000000") is None
         assert database_workspace() in (workspace.pk, None)  # None on SQLite, which has no RLS setting
         assert Thread.objects.filter(pk=outsider_thread.pk).count() == 0
+        if connection.vendor == "postgresql":  # any other table and column: the dynamic probe
+            with connection.cursor() as cursor:
+                cursor.execute(f"SELECT {FUNCTION}('chat_thread', 'title', %s)", [outsider_thread.title])
+                assert cursor.fetchone()[0] == other_workspace.pk
+            assert database_workspace() == workspace.pk
 
 
 def test_find_box_lands_on_any_object_whatever_its_workspace(staff, outsider, other_workspace, outsider_thread):
