@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
@@ -78,6 +79,18 @@ def parse_database_url(url: str, *, name: str = "DATABASE_URL") -> dict:
         "PORT": str(port or ""),
         "OPTIONS": options,
     }
+
+
+def read_secret_file(path: Path) -> str | None:
+    """A secret kept in a file (first line, stripped), or None when there is no such file."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return None
+    secret = text.strip()
+    if not secret:
+        raise ImproperlyConfigured(f"{path} is empty: delete it or put a secret key in it")
+    return secret
 
 
 def check_redis_url(url: str, *, name: str = "REDIS_URL") -> str:

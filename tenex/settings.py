@@ -18,6 +18,7 @@ from tenex.env import (
     env_rate,
     env_str,
     parse_database_url,
+    read_secret_file,
 )
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -26,14 +27,17 @@ DATA_DIR = Path(env_str("TENEX_DATA_DIR", str(BASE_DIR / "var")))
 DEBUG = env_bool("DJANGO_DEBUG", False)
 TESTING = "pytest" in sys.modules or env_bool("TENEX_TESTING", False)
 
-SECRET_KEY = env_str("DJANGO_SECRET_KEY")
+# The key: DJANGO_SECRET_KEY, else the one `scripts/serve` keeps in TENEX_DATA_DIR/secret_key, so
+# every `manage.py` command run beside a served instance signs with the same key.
+SECRET_KEY_FILE = DATA_DIR / "secret_key"
+SECRET_KEY = env_str("DJANGO_SECRET_KEY") or read_secret_file(SECRET_KEY_FILE)
 if not SECRET_KEY:
     if DEBUG or TESTING:
         SECRET_KEY = "insecure-development-key-only-for-debug-and-tests"
     else:
         raise ImproperlyConfigured(
-            "DJANGO_SECRET_KEY must be set when DJANGO_DEBUG is off "
-            "(the README's run command sets both for the embedded default)."
+            f"DJANGO_SECRET_KEY must be set when DJANGO_DEBUG is off, or {SECRET_KEY_FILE} exist "
+            "(`scripts/serve` creates it for the embedded default)."
         )
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"])
@@ -50,6 +54,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "django_filters",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI and ReDoc served from here: the docs work offline
     "channels",
     "workspaces",
     "knowledge",
@@ -209,6 +214,11 @@ SPECTACULAR_SETTINGS = {
         "agents.openapi.postprocess",
         "chat.openapi.postprocess",
     ],
+    # The docs pages' assets come from drf-spectacular-sidecar (pinned), never from a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "SWAGGER_UI_SETTINGS": {"persistAuthorization": False, "displayOperationId": False},
 }
 
 # --- Security: rate limits, login throttling, HTTPS, Content-Security-Policy --------------------

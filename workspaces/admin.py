@@ -8,8 +8,13 @@ reads tenant data one workspace at a time, exactly as the API does. `TenantModel
 the workspace a staff member chose (the "workspace" list filter, carried to object pages in
 `_changelist_filters`, remembered in the session) and runs the whole view, template rendering
 included, inside `tenant_context(workspace)`. Without a chosen workspace a tenant list is empty
-and asks for one. Because nothing about the database's policies changes, the tenant API stays
-exactly as isolated as before; staff reach every workspace by choosing it.
+and asks for one. An object's own page needs no choice: its workspace is found from its id
+(`workspaces.locate`), so direct links and the header's "Find" box (any public id, a key or an
+email) land on the object whatever the workspace. Because nothing about the database's policies
+changes, the tenant API stays exactly as isolated as before.
+
+Staff opening a conversation (a thread's or a message's page) leaves a `ConversationRead`, which
+superusers list read-only.
 """
 
 from __future__ import annotations
@@ -20,17 +25,19 @@ from typing import Any
 from django import forms
 from django.apps import apps
 from django.contrib import admin, messages
+from django.contrib.admin.utils import quote, unquote
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.forms import AdminUserCreationForm
 from django.contrib.auth.forms import UserChangeForm as DjangoUserChangeForm
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, QueryDict
-from django.urls import reverse
+from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
-from django.utils.html import format_html_join
+from django.utils.html import format_html, format_html_join
 
 from workspaces.ids import looks_like_id
-from workspaces.models import ApiKey, Membership, User, Workspace
+from workspaces.locate import object_workspace_id
+from workspaces.models import ApiKey, ConversationRead, Membership, User, Workspace
 from workspaces.rls import tenant_tables
 from workspaces.services import api_key_revoke
 from workspaces.tenancy import tenant_context
@@ -110,8 +117,12 @@ class TenantModelAdmin(admin.ModelAdmin):
         # RLS already limits rows to this workspace on PostgreSQL; the filter keeps SQLite the same.
         return queryset.filter(workspace_id=workspace.pk)
 
-    def _in_workspace(self, request: HttpRequest, view: Callable[..., HttpResponse], *args, **kwargs) -> HttpResponse:
-        workspace = request.tenex_workspace = chosen_workspace(request)
+    def _in_workspace(
+        self, request: HttpRequest, view: Callable[..., HttpResponse], *args, object_id: str | None = None, **kwargs
+    ) -> HttpResponse:
+        # An object's page reads in the object's own workspace; a list (or an unknown id) in the chosen one.
+        workspace = located_workspace(request, self.model, unquote(object_id)) if object_id else None
+        workspace = request.tenex_workspace = workspace or chosen_workspace(request)
         if workspace is None:
             return view(request, *args, **kwargs)
         with tenant_context(workspace.pk):
@@ -138,13 +149,45 @@ class TenantModelAdmin(admin.ModelAdmin):
         return self._in_workspace(request, super().changelist_view, extra_context=context)
 
     def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
-        return self._in_workspace(request, super().changeform_view, object_id, form_url, extra_context)
+        view = super().changeform_view
+        return self._in_workspace(request, view, object_id, form_url, extra_context, object_id=object_id)
 
     def delete_view(self, request, object_id, extra_context=None):
-        return self._in_workspace(request, super().delete_view, object_id, extra_context)
+        return self._in_workspace(request, super().delete_view, object_id, extra_context, object_id=object_id)
 
     def history_view(self, request, object_id, extra_context=None):
-        return self._in_workspace(request, super().history_view, object_id, extra_context)
+        return self._in_workspace(request, super().history_view, object_id, extra_context, object_id=object_id)
+
+
+def located_workspace(request: HttpRequest, model: type, pk: str) -> Workspace | None:
+    """The workspace that holds `model` row `pk`, remembered as the session's choice; None if none does."""
+    remembered = request.session.get(SESSION_WORKSPACE_KEY)
+    workspace_id = object_workspace_id(model, pk, hint=remembered if looks_like_id(remembered, "ws") else None)
+    workspace = Workspace.objects.filter(pk=workspace_id).first() if workspace_id else None
+    if workspace is not None:
+        request.session[SESSION_WORKSPACE_KEY] = workspace.pk
+    return workspace
+
+
+class RecordsConversationReads:
+    """For admins whose object page shows a conversation: each view of it is recorded (who, thread, when)."""
+
+    def conversation_of(self, obj) -> tuple[str, str]:
+        """(thread id, thread title) of the conversation `obj`'s page shows."""
+        raise NotImplementedError
+
+    def change_view(self, request: HttpRequest, object_id: str, form_url: str = "", extra_context=None):
+        response = super().change_view(request, object_id, form_url, extra_context)
+        shown = getattr(response, "context_data", None) or {}
+        obj = shown.get("original")
+        if request.method == "GET" and response.status_code == 200 and obj is not None:
+            thread_id, title = self.conversation_of(obj)
+            workspace = request.tenex_workspace
+            ConversationRead.objects.create(
+                staff=request.user, staff_email=request.user.email, tenant=workspace, tenant_slug=workspace.slug,
+                thread_id=thread_id, thread_title=title[:200], via=f"{obj._meta.verbose_name} {obj.pk}"[:100],
+            )
+        return response
 
 
 class ReadOnlyAdminMixin:
@@ -326,4 +369,44 @@ class UserAdmin(NoDeleteMixin, DjangoUserAdmin):
     inlines = (MembershipInline,)
 
 
-__all__ = ["ReadOnlyAdminMixin", "TenantModelAdmin", "WorkspaceFilter", "chosen_workspace"]
+@admin.register(ConversationRead)
+class ConversationReadAdmin(admin.ModelAdmin):
+    """Who of the staff opened which conversation, when: superusers only, and never editable."""
+
+    list_display = ("read_at", "staff_email", "tenant_slug", "thread_link", "thread_title", "via")
+    list_filter = ("read_at", ("tenant", admin.RelatedOnlyFieldListFilter), ("staff", admin.RelatedOnlyFieldListFilter))
+    search_fields = ("=thread_id", "staff_email", "tenant_slug", "thread_title")
+    date_hierarchy = "read_at"
+    ordering = ("-read_at", "-id")
+    fields = readonly_fields = (
+        "read_at", "staff", "staff_email", "tenant", "tenant_slug", "thread_id", "thread_title", "via",
+    )
+
+    @admin.display(description="thread", ordering="thread_id")
+    def thread_link(self, read: ConversationRead) -> str:
+        try:
+            url = reverse("admin:chat_thread_change", args=[quote(read.thread_id)])
+        except NoReverseMatch:
+            return read.thread_id
+        return format_html('<a href="{}">{}</a>', url, read.thread_id)
+
+    def has_module_permission(self, request) -> bool:
+        return request.user.is_active and request.user.is_superuser
+
+    def has_view_permission(self, request, obj=None) -> bool:
+        return request.user.is_active and request.user.is_superuser
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+__all__ = [
+    "ReadOnlyAdminMixin", "RecordsConversationReads", "TenantModelAdmin", "WorkspaceAdmin", "WorkspaceFilter",
+    "chosen_workspace",
+]

@@ -136,3 +136,32 @@ class ApiKey(models.Model):
         if self.revoked_at is not None:
             return False
         return self.expires_at is None or self.expires_at > now
+
+
+class ConversationRead(models.Model):
+    """A staff member opened a conversation in the admin: the record a customer may ask for.
+
+    Not tenant data (no `workspace_id`, no row-level security): it is about staff, listed across
+    workspaces for superusers. Ids and titles are copied, so the record outlives what it names.
+    """
+
+    staff = models.ForeignKey(User, on_delete=models.SET_NULL, null=True, related_name="+")
+    staff_email = models.EmailField(max_length=254)
+    tenant = models.ForeignKey(
+        Workspace, on_delete=models.SET_NULL, null=True, related_name="+", verbose_name="workspace"
+    )
+    tenant_slug = models.CharField("workspace slug", max_length=64)
+    thread_id = models.CharField("thread", max_length=ids.ID_MAX_LENGTH)
+    thread_title = models.CharField(max_length=200, blank=True, default="")
+    via = models.CharField(max_length=100, help_text="The admin page that showed the conversation.")
+    read_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["-read_at", "-id"]
+        indexes = [
+            models.Index(fields=["tenant", "-read_at"], name="convread_tenant_time"),
+            models.Index(fields=["thread_id", "-read_at"], name="convread_thread_time"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.staff_email} read {self.thread_id} at {self.read_at:%Y-%m-%d %H:%M}"

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 from django.db import connections
 from django.http import JsonResponse
 from drf_spectacular.utils import extend_schema
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerSplitView
 from rest_framework import mixins
 from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.renderers import JSONRenderer
@@ -105,5 +105,9 @@ class SchemaView(JsonErrorsMixin, SpectacularAPIView):
     content_negotiation_class = FormatQueryNegotiation
 
 
-class DocsView(JsonErrorsMixin, SpectacularSwaggerView):
+class DocsView(JsonErrorsMixin, SpectacularSwaggerSplitView):
     """The interactive API docs page."""
+
+
+class RedocView(JsonErrorsMixin, SpectacularRedocView):
+    """The API reference page (ReDoc)."""

@@ -41,6 +41,8 @@ if not (CHROMIUM and CHROMEDRIVER):
 pytestmark = pytest.mark.slow
 
 EMAIL = "pat@tenex.local"
+SAM = "sam@tenex.local"
+STAFF = "support@tenex.local"  # a member of their own for the small-things test
 PASSWORD = "streaming-words-42"
 QUESTION = "How much does the Pro plan cost per seat?"
 GROUNDED = "The Pro plan costs 49 euros per seat per month, billed yearly."
@@ -65,9 +67,34 @@ workspace = workspace_create(slug="e2e", name="E2E workspace")
 user = member_ensure(workspace=workspace, email={EMAIL!r}, name="Pat", role=Membership.Role.OWNER)
 user.set_password({PASSWORD!r})
 user.save()
+sam = member_ensure(workspace=workspace, email={SAM!r}, name="Sam", role=Membership.Role.MEMBER)
+sam.set_password({PASSWORD!r})
+sam.save()
 with tenant_context(workspace.pk):
     service = Scope(workspace_id=workspace.pk, user_id=None, is_service=True)
     document_create(scope=service, title="Pricing", body={PRICING_DOCUMENT!r})
+import os
+from pathlib import Path
+from workspaces.services import api_key_create
+Path(os.environ["TENEX_DATA_DIR"], "api_key").write_text(api_key_create(workspace=workspace, name="docs").secret)
+from chat.models import Message, Thread
+from workspaces.models import User
+User.objects.create_superuser(email={STAFF!r}, password={PASSWORD!r})
+with tenant_context(workspace.pk):
+    lee = member_ensure(workspace=workspace, email="lee@initech.example", name="Lee", role=Membership.Role.MEMBER)
+    thread = Thread.objects.create(workspace=workspace, user=lee, title="Pro plan seats for Initech", message_count=2)
+    Message.objects.create(workspace=workspace, thread=thread, position=1, role="user",
+                           content="How much would 12 Pro seats cost us per month?")
+    Message.objects.create(
+        workspace=workspace, thread=thread, position=2, role="assistant",
+        usage={{"input_tokens": 914, "output_tokens": 61}},
+        content="12 Pro seats cost 588 euros per month (49 euros per seat, billed yearly).",
+        tool_calls=[{{"id": "call_1", "name": "search_knowledge", "status": "complete",
+                     "arguments": {{"query": "Pro plan price per seat"}},
+                     "result": {{"passages": [
+                         {{"document_id": "doc_1", "title": "Pricing", "text": {GROUNDED!r}}}]}}}}],
+    )
+Path(os.environ["TENEX_DATA_DIR"], "support_thread").write_text(thread.pk)
 """
 # Cuts the first reply's own stream after a few chunks, as a dropped connection would.
 CUT_FIRST_STREAM = """
@@ -190,10 +217,10 @@ def watch_reply(driver) -> list[str]:
     raise AssertionError(f"the reply did not finish: {seen[-1:]}")
 
 
-def log_in(driver, base: str) -> None:
+def log_in(driver, base: str, email: str = EMAIL) -> None:
     driver.get(f"{base}/chat/")
     assert driver.current_url == f"{base}/login?next=/chat/"
-    driver.find_element(By.ID, "id_username").send_keys(EMAIL.upper())
+    driver.find_element(By.ID, "id_username").send_keys(email.upper())
     driver.find_element(By.ID, "id_password").send_keys(PASSWORD)
     driver.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
     wait(driver).until(EC.url_to_be(f"{base}/chat/"))
@@ -210,11 +237,12 @@ def test_log_in_chat_stream_stop_and_resume_in_chromium(web_server, browser):
     log_in(browser, base)
     assert "No threads yet" in browser.find_element(By.CSS_SELECTOR, "nav.sidebar").text
 
-    # A new thread, then a message: the reply streams in word by word and finishes grounded.
+    # A new thread starts with its first message: the reply streams in word by word, grounded.
     browser.find_element(By.CSS_SELECTOR, "[data-action=new-thread]").click()
+    assert browser.current_url == f"{base}/chat/"
+    send(browser, QUESTION)
     wait(browser).until(EC.url_matches(rf"^{base}/chat/thr_\w+$"))
     thread_url = browser.current_url
-    send(browser, QUESTION)
     seen = watch_reply(browser)
     reply = last_reply(browser)
     final = text_of(reply)
@@ -278,3 +306,171 @@ def test_log_in_chat_stream_stop_and_resume_in_chromium(web_server, browser):
     browser.save_screenshot(str(shots / "thread-pinned.png"))
     errors = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
     assert errors == [], errors
+
+
+REDOC_LOGO = "https://cdn.redoc.ly/redoc/logo-mini.svg"
+
+
+def same_origin_only(driver, base: str) -> list[str]:
+    """Every resource the page loaded that did not come from the server itself."""
+    loaded = driver.execute_script("return performance.getEntriesByType('resource').map((e) => e.name)")
+    return [url for url in loaded + [driver.current_url] if not url.startswith(base + "/")]
+
+
+def test_api_docs_work_offline_and_try_it_out_answers_200(web_server, browser):
+    base, data = web_server
+    key = (data / "api_key").read_text().strip()
+    browser.get(f"{base}/api/docs/")
+    # The operations render from the pinned sidecar assets; nothing comes from anywhere else.
+    wait(browser).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, ".opblock")) > 10)
+    assert same_origin_only(browser, base) == []
+    scripts = browser.find_elements(By.TAG_NAME, "script")
+    assert scripts and all(s.get_attribute("src") for s in scripts)  # no inline script
+    assert not browser.find_elements(By.CSS_SELECTOR, f"style, link[href^='http']:not([href^='{base}'])")
+
+    # Authorize with the key, then "Try it out" on GET /api/v1/workspace.
+    browser.find_element(By.CSS_SELECTOR, ".auth-wrapper .authorize").click()
+    field = wait(browser).until(EC.visibility_of_element_located((By.CSS_SELECTOR, ".auth-container input")))
+    field.send_keys(key)
+    browser.find_element(By.CSS_SELECTOR, ".auth-btn-wrapper .authorize").click()
+    browser.find_element(By.CSS_SELECTOR, ".auth-btn-wrapper .btn-done").click()
+    path = browser.find_element(By.CSS_SELECTOR, ".opblock-get .opblock-summary-path[data-path='/api/v1/workspace']")
+    operation = path.find_element(By.XPATH, "./ancestor::div[contains(@class, 'opblock-get')]")
+    operation.find_element(By.CSS_SELECTOR, ".opblock-summary-control").click()
+    wait(browser).until(lambda d: operation.find_elements(By.CSS_SELECTOR, ".try-out__btn"))
+    operation.find_element(By.CSS_SELECTOR, ".try-out__btn").click()
+    wait(browser).until(lambda d: operation.find_elements(By.CSS_SELECTOR, ".execute"))
+    operation.find_element(By.CSS_SELECTOR, ".execute").click()
+    status = wait(browser).until(
+        lambda d: operation.find_elements(By.CSS_SELECTOR, ".live-responses-table tbody .response-col_status")
+    )[0]
+    assert status.text.strip() == "200"
+    body = operation.find_element(By.CSS_SELECTOR, ".live-responses-table tbody .response-col_description").text
+    assert '"slug": "e2e"' in body
+
+    # ReDoc renders every operation from the same assets.
+    browser.get(f"{base}/api/redoc/")
+    wait(browser).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "[data-section-id^='operation/']")) > 10)
+    # The one outside request is the bundle's own: Redocly's sidebar logo, an <img> it drops when the
+    # load fails (offline) or is refused (CSP). Nothing the page needs.
+    assert same_origin_only(browser, base) in ([], [REDOC_LOGO])
+    errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE" and REDOC_LOGO not in e["message"]]
+    assert errors == [], errors
+
+
+THREAD_COUNT = """
+const done = arguments[arguments.length - 1];
+fetch("/api/v1/chat/threads?archived=true", {credentials: "same-origin"}).then((r) => r.json()).then((archived) =>
+  fetch("/api/v1/chat/threads", {credentials: "same-origin"}).then((r) => r.json())
+    .then((active) => done(active.results.length + archived.results.length)));
+"""
+COLORS = """
+const style = getComputedStyle(arguments[0]);
+return [style.color, style.backgroundColor];
+"""
+
+
+def luminance(css: str) -> float:
+    channels = [int(v) / 255 for v in css[css.index("(") + 1:css.index(")")].split(",")[:3]]
+    linear = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+    return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+
+def contrast(foreground: str, background: str) -> float:
+    """WCAG 2 contrast ratio of two opaque CSS rgb() colours."""
+    lighter, darker = sorted((luminance(foreground), luminance(background)), reverse=True)
+    return (lighter + 0.05) / (darker + 0.05)
+
+
+def overlaps(a, b) -> bool:
+    ra, rb = a.rect, b.rect
+    return not (ra["x"] + ra["width"] <= rb["x"] or rb["x"] + rb["width"] <= ra["x"]
+                or ra["y"] + ra["height"] <= rb["y"] or rb["y"] + rb["height"] <= ra["y"])
+
+
+def test_small_things_new_thread_toast_labels_archived_contrast_and_drawer(web_server, browser):
+    base, data = web_server
+    log_in(browser, base, SAM)
+    sidebar = browser.find_element(By.CSS_SELECTOR, "nav.sidebar")
+    assert "No threads yet" in sidebar.text
+
+    # "New thread" opens the composer; no thread exists until the first message is sent.
+    browser.find_element(By.CSS_SELECTOR, "[data-action=new-thread]").click()
+    assert browser.current_url == f"{base}/chat/"
+    assert browser.switch_to.active_element.get_attribute("id") == "composer-input"
+    assert browser.execute_async_script(THREAD_COUNT) == 0
+    send(browser, "What does the Team plan cost per seat?")
+    wait(browser).until(EC.url_matches(rf"^{base}/chat/thr_\w+$"))
+    thread_url = browser.current_url
+    watch_reply(browser)
+    assert browser.execute_async_script(THREAD_COUNT) == 1
+
+    # "Reply finished." shows where it covers neither the composer nor its hint.
+    toast = wait(browser).until(EC.visibility_of_element_located((By.ID, "toast")))
+    assert toast.text == "Reply finished."
+    assert not overlaps(toast, browser.find_element(By.CSS_SELECTOR, ".composer-actions .hint"))
+    assert not overlaps(toast, browser.find_element(By.ID, "composer"))
+
+    # The sidebar's screen-reader label follows the automatic title.
+    wait(browser).until(lambda d: d.find_element(By.ID, "thread-title").text != "New thread")
+    title = browser.find_element(By.ID, "thread-title").text
+    label = browser.find_element(By.CSS_SELECTOR, ".thread-item.current .thread-menu .visually-hidden")
+    assert label.get_property("textContent") == f"Actions for {title}"
+
+    # Archived: the list says so and shows the way to it, instead of "No threads yet".
+    browser.find_element(By.CSS_SELECTOR, ".thread-header [data-action=archive]").click()
+    wait(browser).until(EC.text_to_be_present_in_element((By.CSS_SELECTOR, ".thread-badges"), "Archived"))
+    browser.get(f"{base}/chat/")
+    sidebar = browser.find_element(By.CSS_SELECTOR, "nav.sidebar")
+    assert "No threads yet" not in sidebar.text and "1 archived" in sidebar.text
+    archived = browser.find_element(By.CSS_SELECTOR, "#archived-threads .thread-title")
+    assert archived.is_displayed() and archived.text == title
+
+    # Dark mode: text on the light-purple buttons meets WCAG AA (4.5:1), computed from the page's colours.
+    dark = {"features": [{"name": "prefers-color-scheme", "value": "dark"}]}
+    browser.execute_cdp_cmd("Emulation.setEmulatedMedia", dark)
+    browser.get(f"{base}/chat/")
+    for selector in ("[data-action=new-thread]", "#send-button", ".brand-mark"):
+        foreground, background = browser.execute_script(COLORS, browser.find_element(By.CSS_SELECTOR, selector))
+        assert contrast(foreground, background) >= 4.5, (selector, foreground, background)
+    browser.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": []})
+
+    # Below 600 px the thread list is a drawer: closed, the page is the conversation's; opened, it
+    # lies over the page; Escape closes it again.
+    browser.set_window_size(390, 844)
+    browser.get(f"{base}/chat/")
+    toggle = browser.find_element(By.ID, "drawer-toggle")
+    sidebar = browser.find_element(By.ID, "sidebar")
+    assert toggle.is_displayed() and not sidebar.is_displayed()
+    composer = browser.find_element(By.ID, "composer")
+    assert composer.is_displayed() and composer.rect["y"] < 844 / 2
+    toggle.click()
+    wait(browser).until(lambda d: sidebar.is_displayed() and sidebar.rect["x"] >= 0)
+    assert toggle.get_attribute("aria-expanded") == "true" and sidebar.rect["width"] <= 390
+    browser.switch_to.active_element.send_keys(Keys.ESCAPE)
+    wait(browser).until(lambda d: not sidebar.is_displayed())
+    assert toggle.get_attribute("aria-expanded") == "false"
+    browser.get(thread_url)
+    browser.find_element(By.ID, "composer-input").send_keys("And for a team of five?")
+    browser.save_screenshot(str(screenshot_dir(data) / "chat-390.png"))
+    errors = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
+    assert errors == [], errors
+
+
+def test_support_finds_a_thread_by_id_and_reads_it_in_the_admin(web_server, browser):
+    base, data = web_server
+    thread_id = (data / "support_thread").read_text().strip()
+    browser.get(f"{base}/admin/login/?next=/admin/")
+    browser.find_element(By.ID, "id_username").send_keys(STAFF)
+    browser.find_element(By.ID, "id_password").send_keys(PASSWORD + Keys.ENTER)
+    box = wait(browser).until(EC.visibility_of_element_located((By.ID, "support-find-input")))
+    box.send_keys(thread_id + Keys.ENTER)
+    wait(browser).until(EC.presence_of_element_located((By.CSS_SELECTOR, "ol.conversation")))
+    turns = browser.find_elements(By.CSS_SELECTOR, "ol.conversation > li")
+    assert [t.get_attribute("class") for t in turns] == ["user", "assistant"]
+    assert "search_knowledge" in turns[1].text and "914 in · 61 out tokens" in turns[1].text
+    browser.set_window_size(1280, 1000)
+    conversation = browser.find_element(By.CSS_SELECTOR, "fieldset.module:nth-of-type(2)")
+    browser.execute_script("arguments[0].scrollIntoView()", conversation)
+    browser.save_screenshot(str(screenshot_dir(data) / "admin-thread.png"))
+    assert [e for e in browser.get_log("browser") if e["level"] == "SEVERE"] == []

@@ -8,42 +8,13 @@ from urllib.parse import quote
 import pytest
 from django.test import Client
 
-from chat import services
-from tests.factories import ThreadFactory
 from workspaces.keys import hash_key
 from workspaces.models import ApiKey, User
-from workspaces.tenancy import Scope, tenant_context
+from workspaces.tenancy import tenant_context
 
 pytestmark = pytest.mark.django_db
 STAFF_PASSWORD = "correct horse battery staple"
 THREADS = "/admin/chat/thread/"
-
-
-@pytest.fixture
-def staff() -> Client:
-    User.objects.create_superuser(email="support@tenex.test", password=STAFF_PASSWORD)
-    client = Client()
-    response = client.post(
-        "/admin/login/?next=/admin/", {"username": "support@tenex.test", "password": STAFF_PASSWORD}
-    )
-    assert response.status_code == 302 and response["Location"] == "/admin/", response.content[:500]
-    return client
-
-
-@pytest.fixture
-def alice_thread(workspace, alice):
-    """Alice's thread with three messages, appended in this order."""
-    scope = Scope(workspace_id=workspace.pk, user_id=alice.id)
-    thread = ThreadFactory(workspace=workspace, user=alice.user, title="Renewal for Initech")
-    with tenant_context(workspace.pk):
-        for content in ("first: hello", "second: the quote", "third: thanks"):
-            services.message_append(scope=scope, thread=thread, role="user", content=content)
-    return thread
-
-
-@pytest.fixture
-def outsider_thread(other_workspace, outsider):
-    return ThreadFactory(workspace=other_workspace, user=outsider.user, title="Globex secret plans")
 
 
 def test_tenant_lists_ask_for_a_workspace_and_show_only_the_chosen_one(staff, alice_thread, outsider_thread, workspace):
@@ -87,11 +58,16 @@ def test_thread_page_shows_messages_in_order_read_only(staff, alice_thread, work
     assert posted.status_code == 403
 
 
-def test_object_pages_follow_the_remembered_workspace(staff, alice_thread, outsider_thread, workspace):
+def test_object_pages_open_in_their_own_workspace(staff, alice_thread, outsider_thread, workspace, other_workspace):
     staff.get(f"{THREADS}?workspace={workspace.pk}")
     assert staff.get(f"{THREADS}{alice_thread.pk}/change/").status_code == 200
-    # Another workspace's thread does not exist from here: the admin says so and goes back.
-    assert staff.get(f"{THREADS}{outsider_thread.pk}/change/").status_code == 302
+    # Another workspace's thread opens too, in its own workspace, which the lists then follow.
+    page = staff.get(f"{THREADS}{outsider_thread.pk}/change/")
+    assert page.status_code == 200 and outsider_thread.title.encode() in page.content
+    assert alice_thread.title.encode() not in page.content
+    assert staff.get(THREADS)["Location"] == f"{THREADS}?workspace={other_workspace.pk}"
+    # An id no workspace holds: the admin says so and goes back, as for any missing object.
+    assert staff.get(f"{THREADS}thr_0000000000000000000000/change/").status_code == 302
 
 
 def test_message_admin_lists_the_workspace_history(staff, alice_thread, outsider, workspace):

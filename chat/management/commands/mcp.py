@@ -9,6 +9,8 @@ import anyio
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connections
 from mcp.server.stdio import stdio_server
+from mcp.shared.message import SessionMessage
+from mcp.types import JSONRPCError, JSONRPCRequest, JSONRPCResponse
 
 from chat.mcp.server import build_server, key_resolver, refusing_server, scope_for_authorization
 from chat.stream.runtime import get_runtime
@@ -48,8 +50,39 @@ class Command(BaseCommand):
 
 async def serve(raw_key: str) -> None:
     server = build_server(key_resolver(raw_key))
-    async with stdio_server() as (read_stream, write_stream):
-        await server.run(read_stream, write_stream, server.create_initialization_options())
+    async with stdio_server() as (stdin_messages, stdout_messages):
+        to_server, from_stdin = anyio.create_memory_object_stream(0)
+        to_stdout, from_server = anyio.create_memory_object_stream(0)
+        pending: set[object] = set()  # ids of requests read but not yet answered
+        answered = anyio.Event()
+
+        async def read_requests() -> None:
+            # The SDK cancels requests still running when its input ends; a client that writes its
+            # requests and closes stdin (a pipe) would get "Connection closed" for them. So the
+            # server's input ends only once every request read has been answered.
+            async with to_server:
+                async for message in stdin_messages:
+                    if isinstance(message, SessionMessage) and isinstance(message.message, JSONRPCRequest):
+                        pending.add(message.message.id)
+                    await to_server.send(message)
+                while pending:
+                    await answered.wait()
+
+        async def write_answers() -> None:
+            nonlocal answered
+            async with stdout_messages:
+                async for message in from_server:
+                    await stdout_messages.send(message)
+                    if isinstance(message.message, JSONRPCResponse | JSONRPCError):
+                        pending.discard(message.message.id)
+                        answered.set()
+                        answered = anyio.Event()
+
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(read_requests)
+            tasks.start_soon(write_answers)
+            async with to_stdout:
+                await server.run(from_stdin, to_stdout, server.create_initialization_options())
 
 
 async def refuse(problem: str) -> None:

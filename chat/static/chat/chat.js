@@ -517,6 +517,8 @@
     }
     if (!item) return;
     item.querySelector(".thread-title").textContent = title;
+    const menuLabel = item.querySelector(".thread-menu .visually-hidden");
+    if (menuLabel) menuLabel.textContent = "Actions for " + title;
     const time = item.querySelector("time");
     time.setAttribute("datetime", thread.last_message_at || thread.created_at);
     localizeTimes(item);
@@ -622,23 +624,45 @@
     return undefined;
   }
 
-  async function newThread(button) {
-    button.disabled = true;
-    try {
-      const thread = await api("POST", "/threads", {});
-      window.location.assign("/chat/" + thread.id);
-    } catch (error) {
-      announce(error.message, "error");
-      button.disabled = false;
+  /** A thread is created by its first message (the composer on /chat/), never empty by this button. */
+  function newThread() {
+    const starter = document.querySelector("form[data-new-thread]");
+    if (starter) {
+      setDrawer(false);
+      document.getElementById("composer-input").focus();
+      return;
+    }
+    window.location.assign("/chat/");
+  }
+
+  // --- the thread list as a drawer on small screens -----------------------------------------
+  function setDrawer(open) {
+    const app = document.getElementById("app");
+    const toggle = document.getElementById("drawer-toggle");
+    if (!app || !toggle) return;
+    app.classList.toggle("drawer-open", open);
+    toggle.setAttribute("aria-expanded", String(open));
+    if (open) {
+      const first = document.querySelector("#sidebar .thread-link, #sidebar button");
+      if (first) first.focus();
     }
   }
+
+  document.addEventListener("click", (event) => {
+    const app = document.getElementById("app");
+    if (event.target.closest("#drawer-toggle")) {
+      setDrawer(!app.classList.contains("drawer-open"));
+    } else if (event.target === app && app.classList.contains("drawer-open")) {
+      setDrawer(false); // the dimmed page beside the drawer
+    }
+  });
 
   document.addEventListener("click", (event) => {
     const button = event.target.closest("[data-action]");
     if (!button) return;
     const action = button.dataset.action;
     if (action === "new-thread") {
-      newThread(button);
+      newThread();
       return;
     }
     const holder = button.closest("[data-thread-id]");
@@ -658,6 +682,11 @@
   }, true);
   document.addEventListener("keydown", (event) => {
     if (event.key !== "Escape") return;
+    const app = document.getElementById("app");
+    if (app && app.classList.contains("drawer-open")) {
+      setDrawer(false);
+      document.getElementById("drawer-toggle").focus();
+    }
     document.querySelectorAll("details.thread-menu[open]").forEach((menu) => {
       menu.open = false;
       menu.querySelector("summary").focus();
