@@ -259,7 +259,7 @@ def main() -> int:
     redis_url = f"redis://127.0.0.1:{redis_port}/0"
     infra = Infra(args.pg_host, args.pg_port, args.pg_admin, args.database, redis_url, keep=False)
     servers: list[Daphne] = []
-    proxy = PostgresProxy((args.pg_host, args.pg_port))
+    proxy = PostgresProxy((args.pg_host, args.pg_port), free_port())
     try:
         infra.prepare()
         key = infra.api_key()

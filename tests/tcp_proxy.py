@@ -9,19 +9,13 @@ import socket
 import threading
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class PostgresProxy:
     """A TCP proxy (to PostgreSQL, in its uses) on a port of its own. `cut()` closes every connection through it
     and refuses new ones (as a server that went away does); `restore()` accepts them again."""
 
-    def __init__(self, upstream: tuple[str, int]):
+    def __init__(self, upstream: tuple[str, int], port: int):
         self.upstream = upstream
-        self.port = free_port()
+        self.port = port  # a free one: the proxy listens there, from `restore()` (or entering it) on
         self._lock = threading.Lock()
         self._sockets: set[socket.socket] = set()
         self._listener: socket.socket | None = None

@@ -373,7 +373,13 @@ class RedisStreamLog:
                     _APPEND_SHA, 2, self.key(message_id), cancel_key(message_id), self._maxlen, self._ttl,
                     events[0]["seq"], *payloads,
                 ))
-            replies, resent = await self._evalsha_fresh(entry.client, commands)
+            try:
+                replies, resent = await self._evalsha_fresh(entry.client, commands)
+            except Exception:
+                if self.mirror is not None:  # whatever went in, readers here cannot tell: they ask Redis
+                    for message_id, _events in batches:
+                        self.mirror.drop(message_id)
+                raise
             missing = []
             for index, reply in zip(pending, replies, strict=True):
                 if isinstance(reply, redis.exceptions.NoScriptError) and attempt == 0:

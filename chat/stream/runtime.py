@@ -271,6 +271,11 @@ class GenerationRuntime:
                 client = aioredis.Redis.from_url(self.redis_url)
                 async with client.pubsub() as pubsub:
                     await pubsub.subscribe(CANCEL_CHANNEL)
+                    # Notices published while we were not subscribed (Redis restarting) are lost;
+                    # the cancel marks are not: a reply with no append to come soon must not miss one.
+                    for message_id in list(self.active):
+                        if await client.exists(cancel_key(message_id)):
+                            self._cancel_local(message_id)
                     async for item in pubsub.listen():
                         if item.get("type") == "message":
                             data = item["data"]

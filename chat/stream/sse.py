@@ -36,6 +36,9 @@ from tenex.database_breaker import breaker
 TERMINAL_GRACE_SECONDS = 3.0
 # How much longer than its wait a read of the log may take before the log counts as unreachable.
 READ_SLACK_SECONDS = 2.0
+# The first pause between looks while the log is unreachable; each next one is twice as long (up to
+# the row-check period).
+DOWN_FIRST_PAUSE_SECONDS = 0.25
 
 logger = logging.getLogger(__name__)
 # What a database step raises when PostgreSQL cannot be reached (or the pool had no connection in time).
@@ -73,20 +76,14 @@ def fallback_events(state: records.MessageState, message_id: str, after_seq: int
 
 
 async def _read(log, message_id: str, after_seq: int, wait: float) -> list[dict] | None:
-    """`log.read`, or None when the log cannot be reached (Redis down, restarting, or failing over).
-
-    Takes about `wait` seconds either way, never much more: a reader whose log is unreachable still
-    owes its client a `: ping` on time and a look at the message row, which may hold the ending.
-    """
-    started = time.monotonic()
+    """`log.read`, or None as soon as the log turns out unreachable (Redis down, restarting, or failing
+    over); never much longer than `wait`. A reader whose log is unreachable still owes its client a
+    `: ping` on time and a look at the message row, which may hold the ending."""
     try:
         async with asyncio.timeout(wait + READ_SLACK_SECONDS):
             return await log.read(message_id, after_seq, block_seconds=wait)
     except (redis.RedisError, OSError) as exc:  # TimeoutError is an OSError
         logger.info("the stream log of %s is unreachable: %r", message_id, exc)
-        rest = wait - (time.monotonic() - started)
-        if rest > 0:
-            await asyncio.sleep(rest)
         return None
 
 
@@ -117,6 +114,7 @@ class ReplyReader:
         # the gap is sent, the stored message finishes the stream once it has ended.
         self.gap = False
         self.log_down = False  # the last read could not reach the log
+        self.down_pause = DOWN_FIRST_PAUSE_SECONDS
         self._row_check: asyncio.Future | None = None  # a look at the row still on its way
 
     def _quiet_for(self) -> float:
@@ -197,7 +195,14 @@ class ReplyReader:
                 events = []
             else:
                 events = await _read(self.log, self.message_id, self.last_seq, wait)
-                self.log_down = events is None
+                was_down, self.log_down = self.log_down, events is None
+                if not self.log_down:
+                    self.down_pause = DOWN_FIRST_PAUSE_SECONDS
+                elif was_down:
+                    # Still unreachable: look again (at the log, then the row) soon after the outage
+                    # began, when the producer is likely to record its ending, then once a period.
+                    await asyncio.sleep(min(wait, self.down_pause))
+                    self.down_pause *= 2
             if events:
                 batch = self._take(events)
                 if batch:

@@ -262,9 +262,7 @@ def test_a_reader_rides_out_redis_coming_back(tmp_path):
 
     async def scenario():
         log = RedisStreamLog(url, mirror_seconds=0)
-        started = time.monotonic()
         assert await sse._read(log, message_id, 0, 0.5) is None
-        assert time.monotonic() - started < 0.5 + sse.READ_SLACK_SECONDS
         with redis_server(port, str(tmp_path)):
             writer = RedisStreamLog(url, mirror_seconds=0)
             await writer.append(message_id, events(message_id, 1, 2))
@@ -390,15 +388,15 @@ def test_a_reader_joining_a_blocked_read_is_not_kept_waiting(message_id, raw_red
     raw_redis.delete(*[RedisStreamLog.key(m) for m in (message_id, other)])
 
 
-def test_a_blocked_reader_hears_that_redis_is_down_within_its_wait():
-    """A blocking read of an unreachable log ends when its wait does (the reader's next ping is due
-    then), not at once in a busy loop and not never."""
+def test_a_blocked_reader_hears_that_redis_is_down_at_once():
+    """A blocking read of an unreachable log answers None at once, not after its wait: the reader
+    then looks at the message row, which may already hold the ending."""
     from chat.stream import sse
 
     log = RedisStreamLog(f"redis://127.0.0.1:{free_port()}/0", mirror_seconds=0)
     started = time.monotonic()
-    assert asyncio.run(sse._read(log, "msg_down", 0, 1.5)) is None
-    assert 1.4 <= time.monotonic() - started < 1.5 + sse.READ_SLACK_SECONDS
+    assert asyncio.run(sse._read(log, "msg_down", 0, 5)) is None
+    assert time.monotonic() - started < 5
 
 
 def test_a_reader_following_a_log_does_not_interrupt_the_shared_read(message_id, raw_redis, monkeypatch):

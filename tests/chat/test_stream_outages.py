@@ -193,7 +193,7 @@ def test_the_first_reply_after_a_redis_restart_completes_on_every_process(alice,
 @contextmanager
 def database_proxy():
     db = connection.settings_dict
-    with PostgresProxy((db["HOST"] or "127.0.0.1", int(db["PORT"] or 5432))) as proxy:
+    with PostgresProxy((db["HOST"] or "127.0.0.1", int(db["PORT"] or 5432)), free_port()) as proxy:
         yield proxy
 
 
