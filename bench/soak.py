@@ -251,6 +251,8 @@ def main() -> int:
     parser.add_argument("--pg-port", type=int, default=5432)
     parser.add_argument("--pg-admin", default="postgres")
     parser.add_argument("--database", default="tenex_bench_soak")
+    parser.add_argument("--db-pool-max", type=int, default=10,
+                        help="pooled PostgreSQL connections per process (the server's slots are shared)")
     args = parser.parse_args()
     raise_nofile()
     workdir = Path(tempfile.mkdtemp(prefix="tenex-soak-"))
@@ -268,6 +270,7 @@ def main() -> int:
             **infra.base_env(),
             "DATABASE_URL": f"postgres://tenex_app@127.0.0.1:{proxy.port}/{args.database}",
             "TENEX_LOCAL_TOKEN_DELAY_MS": str(args.token_ms),
+            "TENEX_DB_POOL_MAX": str(args.db_pool_max),
         }
         servers = [Daphne(label, "tenex.asgi:application", env, workdir) for label in ("a", "b")]
         for server in servers:

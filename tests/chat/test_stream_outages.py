@@ -207,7 +207,10 @@ def test_requests_during_a_database_cut_answer_503_at_once_and_recover(alice, th
     """PostgreSQL cut: once the process knows, every request is a 503 with `Retry-After` at once
     (not after the pool's timeout); it serves again within moments of PostgreSQL coming back."""
     url_path = f"{THREADS}/{thread_id}/messages"
-    with database_proxy() as proxy, daphne_process(database_port=proxy.port, TENEX_DB_POOL="true") as (base, _):
+    with (
+        database_proxy() as proxy,
+        daphne_process(database_port=proxy.port, TENEX_DB_POOL="true", TENEX_DB_POOL_MAX="6") as (base, _),
+    ):
         assert timed_get(f"{base}{url_path}", alice.key)[0] == 200
         proxy.cut()
         status, first_took, _ = timed_get(f"{base}{url_path}", alice.key)  # how the process learns
@@ -240,7 +243,7 @@ def cut_mid_reply(
     with (
         database_proxy() as proxy,
         daphne_process(
-            database_port=proxy.port, TENEX_DB_POOL="true", TENEX_LOCAL_TOKEN_DELAY_MS="100",
+            database_port=proxy.port, TENEX_DB_POOL="true", TENEX_DB_POOL_MAX="6", TENEX_LOCAL_TOKEN_DELAY_MS="100",
             TENEX_STREAM_PING_SECONDS=str(PING_SECONDS), **env,
         ) as (producer, _),
         daphne_process(TENEX_STREAM_PING_SECONDS=str(PING_SECONDS)) as (other, _),
