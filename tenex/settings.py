@@ -322,6 +322,12 @@ TENEX_REDIS_MAX_CONNECTIONS = env_int("TENEX_REDIS_MAX_CONNECTIONS", 2000, minim
 TENEX_SWEEP_SECONDS = env_int("TENEX_SWEEP_SECONDS", 5, minimum=1)
 TENEX_SHUTDOWN_DRAIN_SECONDS = env_int("TENEX_SHUTDOWN_DRAIN_SECONDS", 10, minimum=0)
 
+# --- Streams through a PostgreSQL outage (chat/stream/endings.py) ---------------------------
+# How long a producer retries a reply's final write while PostgreSQL is unreachable: back within
+# this, the reply ends as it would have (`complete`, `cancelled`); past it, `failed` with the code
+# `database_unavailable` and all its text (written once PostgreSQL is back).
+TENEX_STREAM_DB_OUTAGE_SECONDS = env_int("TENEX_STREAM_DB_OUTAGE_SECONDS", 90, minimum=1)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

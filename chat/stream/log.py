@@ -373,12 +373,20 @@ class RedisStreamLog:
                     _APPEND_SHA, 2, self.key(message_id), cancel_key(message_id), self._maxlen, self._ttl,
                     events[0]["seq"], *payloads,
                 ))
-            replies = await self._evalsha_all(entry.client, commands)
+            try:
+                replies, resent = await self._evalsha_fresh(entry.client, commands)
+            except Exception:
+                if self.mirror is not None:  # whatever went in, readers here cannot tell: they ask Redis
+                    for message_id, _events in batches:
+                        self.mirror.drop(message_id)
+                raise
             missing = []
             for index, reply in zip(pending, replies, strict=True):
                 if isinstance(reply, redis.exceptions.NoScriptError) and attempt == 0:
                     missing.append(index)  # Redis restarted or was flushed: load the script and resend
                 else:
+                    if resent and reply == 0 and await self._holds(entry.client, *batches[index]):
+                        reply = 1  # the first send went in after all; its answer was what got lost
                     results[index] = reply if isinstance(reply, Exception) else (
                         CANCEL_REQUESTED if reply == CANCEL_REQUESTED else bool(reply)
                     )
@@ -394,6 +402,25 @@ class RedisStreamLog:
                     # Only logs mirrored from their start: a reader there must never miss an event.
                     self.mirror.append_now(message_id, events)
         return results
+
+    async def _evalsha_fresh(self, client, commands: list[tuple]) -> tuple[list, bool]:
+        """`_evalsha_all`, sent once more on fresh connections when the pooled one turns out dead
+        (Redis restarted, failed over, or a proxy dropped idle connections): the first append after
+        Redis comes back must not fail for a socket the pool kept from before. True with a resend."""
+        import redis
+
+        try:
+            return await self._evalsha_all(client, commands), False
+        except (redis.ConnectionError, redis.TimeoutError, OSError):
+            # Every idle connection of the pool is from the same Redis: drop them all at once.
+            await client.connection_pool.disconnect(inuse_connections=False)
+            return await self._evalsha_all(client, commands), True
+
+    async def _holds(self, client, message_id: str, events: list[Event]) -> bool:
+        """The log already holds exactly these events' last one (a resent append it refused as a duplicate)."""
+        last = events[-1]
+        entries = await client.xrange(self.key(message_id), min=f"{last['seq']}-0", max=f"{last['seq']}-0")
+        return bool(entries) and Event.from_entry(entries[0][1]).text() == event_text(last)
 
     @staticmethod
     async def _evalsha_all(client, commands: list[tuple]) -> list:

@@ -234,9 +234,6 @@ def finalize(
     the reply's (thread id, created_at) when the caller has them (its producer does): then the
     ending is one conditional UPDATE of the message and one of its thread, nothing read back.
     """
-    from chat.schemas import message_data, usage_data
-    from chat.services import known_queryset
-
     with tenant_context(workspace_id):
         candidates = Message.objects.for_workspace(workspace_id).filter(pk=message_id, status=Message.Status.STREAMING)
         if producer is not None:
@@ -248,28 +245,51 @@ def finalize(
             known = found[0]
         thread_id, created_at = known
         now = timezone.now()
-        ending = {
-            "content": state.content,
-            "tool_calls": state.settled_tool_calls(),
-            "usage": usage_data(state.usage),
-            "status": status,
-            "error": error,
-            "completed_at": now,
-            "last_seq": state.seq,
-            "lease_expires_at": None,
-        }
+        ending = _ending(state, status, error, now)
         if not candidates.update(**ending):
             return None  # ended meanwhile by another process (our lease lapsed), or deleted
         Thread.objects.for_workspace(workspace_id).filter(pk=thread_id).update(
             last_message_at=now, activity_at=now, updated_at=now
         )
-        # Replies carry no attachments: the message as it now stands, serialized without a query.
-        message = Message(
-            pk=message_id, workspace_id=workspace_id, thread_id=thread_id, role=Message.Role.ASSISTANT,
-            created_at=created_at, **ending,
-        )
-        message._prefetched_objects_cache = {"attachments": known_queryset(message.attachments.all(), [])}
-        return message_data(message)
+        return _serialized(workspace_id, message_id, thread_id, created_at, ending)
+
+
+def _ending(state: GenerationState, status: str, error: dict | None, now: datetime) -> dict:
+    from chat.schemas import usage_data
+
+    return {
+        "content": state.content,
+        "tool_calls": state.settled_tool_calls(),
+        "usage": usage_data(state.usage),
+        "status": status,
+        "error": error,
+        "completed_at": now,
+        "last_seq": state.seq,
+        "lease_expires_at": None,
+    }
+
+
+def _serialized(workspace_id: str, message_id: str, thread_id: str, created_at: datetime, ending: dict) -> dict:
+    """The reply as `ending` leaves it, serialized without a query (replies carry no attachments)."""
+    from chat.schemas import message_data
+    from chat.services import known_queryset
+
+    message = Message(
+        pk=message_id, workspace_id=workspace_id, thread_id=thread_id, role=Message.Role.ASSISTANT,
+        created_at=created_at, **ending,
+    )
+    message._prefetched_objects_cache = {"attachments": known_queryset(message.attachments.all(), [])}
+    return message_data(message)
+
+
+def ending_message(
+    workspace_id: str, message_id: str, state: GenerationState, status: str, error: dict | None,
+    known: tuple[str, datetime],
+) -> dict:
+    """The message `finalize` would answer for this outcome, built without the database (for an
+    ending published before the database could record it)."""
+    thread_id, created_at = known
+    return _serialized(workspace_id, message_id, thread_id, created_at, _ending(state, status, error, timezone.now()))
 
 
 @dataclass

@@ -36,8 +36,10 @@ from agents.providers.base import ProviderError, TextDelta, Usage
 from agents.runtime import ToolCallUpdate, run_assistant
 from chat.files import files_cleanup
 from chat.stream import records
+from chat.stream.endings import DATABASE_UNAVAILABLE_ERROR, OutageOutlasted, record_when_back, retry_through_outage
 from chat.stream.events import make_event
 from chat.stream.log import CANCEL_REQUESTED, TERMINAL_TYPES, async_redis_client, cancel_key, get_stream_log
+from tenex.database_breaker import breaker
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +77,7 @@ class ActiveGeneration:
     state: records.GenerationState = field(default_factory=records.GenerationState)
     lost: bool = False  # another process ended this message (our lease had lapsed)
     stopping: bool = False  # the process is exiting and could not wait for this reply to finish
+    recorded_later: bool = False  # ended in the log; its row waits for PostgreSQL (endings.record_when_back)
     # Events published but not yet in the log, in seq order; `in_flight` while a batch is on its way.
     pending: list[dict] = field(default_factory=list)
     in_flight: bool = False
@@ -103,6 +106,7 @@ class GenerationRuntime:
         self._unflushed: dict[str, ActiveGeneration] = {}
         self._ended_leases: list[str] = []  # lease_member()s of replies ended here, for the sweep's list
         self._flusher: asyncio.Task | None = None
+        self._checkpointing: asyncio.Future | None = None  # the checkpoint in flight
         # Database steps, and (the loop's default executor) the tools' synchronous work: sized in
         # settings so that, with every other thread that may hold a connection, they fit the pool.
         self._db = ThreadPoolExecutor(
@@ -204,7 +208,7 @@ class GenerationRuntime:
     def _db_call(function: Callable, *args: Any) -> Any:
         close_old_connections()
         try:
-            return function(*args)
+            return breaker.call(function, *args)  # refused at once while PostgreSQL is known down
         finally:
             if connections["default"].vendor == "postgresql":
                 connections["default"].close()  # back to the pool between steps
@@ -267,6 +271,11 @@ class GenerationRuntime:
                 client = aioredis.Redis.from_url(self.redis_url)
                 async with client.pubsub() as pubsub:
                     await pubsub.subscribe(CANCEL_CHANNEL)
+                    # Notices published while we were not subscribed (Redis restarting) are lost;
+                    # the cancel marks are not: a reply with no append to come soon must not miss one.
+                    for message_id in list(self.active):
+                        if await client.exists(cancel_key(message_id)):
+                            self._cancel_local(message_id)
                     async for item in pubsub.listen():
                         if item.get("type") == "message":
                             data = item["data"]
@@ -377,7 +386,7 @@ class GenerationRuntime:
             self.active.pop(message_id, None)
             if generation.state.seq == 0:
                 self.log.abandon(message_id)  # nothing produced here: readers look in Redis
-            if self.redis_url:
+            if self.redis_url and not generation.recorded_later:
                 # Taken off the sweep's list with the next checkpoint, together with every other
                 # reply that ended meanwhile: one Redis call a second, not one per reply. Until then
                 # the sweep finds the reply ended and lets it be.
@@ -427,10 +436,24 @@ class GenerationRuntime:
     async def _finish(self, generation: ActiveGeneration, status: str, error: dict | None) -> None:
         # The outcome is recorded with the number its terminal event is about to take.
         outcome = replace(generation.state, seq=generation.state.seq + 1)
-        message = await self.db(
-            records.finalize, generation.workspace_id, generation.message_id, self.producer_id, outcome, status, error,
-            (generation.thread_id, generation.created_at),
-        )
+        known = (generation.thread_id, generation.created_at)
+        record = partial(records.finalize, generation.workspace_id, generation.message_id, self.producer_id, outcome)
+        try:
+            message = await retry_through_outage(
+                self.db, record, status, error, known, bound=settings.TENEX_STREAM_DB_OUTAGE_SECONDS
+            )
+        except OutageOutlasted:
+            # Readers get the ending (and every word) now; the row, when PostgreSQL is back.
+            status, error = "failed", DATABASE_UNAVAILABLE_ERROR
+            message = records.ending_message(
+                generation.workspace_id, generation.message_id, outcome, status, error, known
+            )
+            reply = (generation.workspace_id, generation.message_id)
+            generation.recorded_later = True
+            self._keep(self.loop.create_task(record_when_back(
+                self.db, record, status, error, known,
+                keep_lease=partial(self._track_leases, [reply]), forget_lease=partial(self._untrack_lease, *reply),
+            )))
         if message is None:
             return  # another process ended it (our lease lapsed); its ending stands
         if error is None:
@@ -462,36 +485,43 @@ class GenerationRuntime:
                 and not generation.lost
                 and (generation.state.version != generation.saved_version or now - generation.renewed_at >= lease / 3)
             ]
-            if not due:
-                continue
-            snapshots = []
-            versions = {}
-            for generation in due:
-                state = generation.state
-                versions[generation.message_id] = state.version
-                snapshots.append(
-                    (
-                        generation.workspace_id,
-                        generation.message_id,
-                        records.GenerationState(
-                            seq=state.seq, content=state.content, tool_calls=list(state.tool_calls)
-                        ),
-                    )
+            if due and (self._checkpointing is None or self._checkpointing.done()):
+                # Not awaited: a checkpoint stuck on an unreachable database (until the pool gives
+                # up) must not hold back the renewal below.
+                self._checkpointing = self._keep(asyncio.ensure_future(self._checkpoint(due)))
+            # Every reply produced here is alive, written to or not (one finishing waits for its
+            # ending's write): its lease in Redis says so even while PostgreSQL is unreachable.
+            await self._track_leases([(g.workspace_id, g.message_id) for g in self.active.values() if not g.lost])
+
+    async def _checkpoint(self, due: list[ActiveGeneration]) -> None:
+        """Save these replies' partial content and renew their database leases, in one transaction."""
+        snapshots = []
+        versions = {}
+        for generation in due:
+            state = generation.state
+            versions[generation.message_id] = state.version
+            snapshots.append(
+                (
+                    generation.workspace_id,
+                    generation.message_id,
+                    records.GenerationState(
+                        seq=state.seq, content=state.content, tool_calls=list(state.tool_calls)
+                    ),
                 )
-            try:
-                owned = await self.db(records.checkpoint_many, self.producer_id, snapshots)
-            except Exception:  # noqa: BLE001 - retried next tick; a lease lapses only after several misses
-                logger.warning("checkpoint of %d replies failed", len(due), exc_info=True)
-                continue
-            renewed = time.monotonic()
-            for generation in due:
-                if generation.message_id in owned:
-                    generation.saved_version = versions[generation.message_id]
-                    generation.renewed_at = renewed
-                elif generation.claimed:  # not a reply that ended meanwhile: another process took it
-                    generation.lost = True
-                    generation.stop()
-            await self._track_leases([(g.workspace_id, g.message_id) for g in due if g.message_id in owned])
+            )
+        try:
+            owned = await self.db(records.checkpoint_many, self.producer_id, snapshots)
+        except Exception:  # noqa: BLE001 - retried next tick; the Redis lease keeps the replies meanwhile
+            logger.warning("checkpoint of %d replies failed", len(due), exc_info=True)
+            return
+        renewed = time.monotonic()
+        for generation in due:
+            if generation.message_id in owned:
+                generation.saved_version = versions[generation.message_id]
+                generation.renewed_at = renewed
+            elif generation.claimed:  # not a reply that ended meanwhile: another process took it
+                generation.lost = True
+                generation.stop()
 
     # --- leases and orphans -------------------------------------------------------------------
     async def _track_leases(self, replies: list[tuple[str, str]]) -> None:
@@ -525,20 +555,17 @@ class GenerationRuntime:
         """End a streaming message whose producer is gone: rebuild it from the log, record, publish."""
         if message_id in self.active:
             return None  # produced here and alive
+        if await self._lease_alive(workspace_id, message_id):
+            return None  # its producer renews it in Redis: alive, only cut off from PostgreSQL
         state = await self.db(records.message_state, workspace_id, message_id)
         if state is None or state.status != "streaming":
             return None
         rebuilt = records.GenerationState(content=state.content, tool_calls=state.tool_calls, seq=state.last_seq)
         logged = await self.log.read(message_id, 0, block_seconds=0)
+        if logged and logged[-1]["type"] in TERMINAL_TYPES:
+            return await self._record_logged_ending(workspace_id, message_id, logged)
         if logged:
-            if logged[-1]["type"] in TERMINAL_TYPES:
-                return None
-            rebuilt = records.GenerationState(seq=logged[-1]["seq"])
-            for event in logged:
-                if event["type"] == "delta":
-                    rebuilt.content += event["delta"] or ""
-                elif event["type"] == "tool_call":
-                    rebuilt.record_tool_call(event["tool_call"])
+            rebuilt = self._rebuilt(logged)
         elif rebuilt.content:
             # The log is gone (its process died with it): publish the checkpointed text as one
             # delta first, so that joined deltas still equal the stored content.
@@ -556,6 +583,35 @@ class GenerationRuntime:
         )
         await self.log.append(message_id, [event])
         await self.log.finish(message_id)
+        await self._untrack_lease(workspace_id, message_id)
+        return message
+
+    async def _lease_alive(self, workspace_id: str, message_id: str) -> bool:
+        if not self.redis_url:
+            return False
+        expires = await self._lease_client().zscore(LEASES_KEY, lease_member(workspace_id, message_id))
+        return expires is not None and expires > time.time()
+
+    @staticmethod
+    def _rebuilt(logged: list[dict]) -> records.GenerationState:
+        """A reply's state as its log tells it: the joined deltas and the tool calls' last word."""
+        rebuilt = records.GenerationState(seq=logged[-1]["seq"])
+        for event in logged:
+            if event["type"] == "delta":
+                rebuilt.content += event["delta"] or ""
+            elif event["type"] == "tool_call":
+                rebuilt.record_tool_call(event["tool_call"])
+        return rebuilt
+
+    async def _record_logged_ending(self, workspace_id: str, message_id: str, logged: list[dict]) -> dict | None:
+        """Record the ending a log holds but the row lacks (published while PostgreSQL was down by a
+        producer that died before it could write it)."""
+        ending = logged[-1]
+        recorded = ending.get("message") or {}
+        status = recorded.get("status") or ("failed" if ending["type"] == "error" else "complete")
+        rebuilt = self._rebuilt(logged)
+        rebuilt.usage = recorded.get("usage") or {}
+        message = await self.db(records.finalize, workspace_id, message_id, None, rebuilt, status, ending.get("error"))
         await self._untrack_lease(workspace_id, message_id)
         return message
 

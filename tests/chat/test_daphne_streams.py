@@ -5,78 +5,16 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
-import subprocess
-import sys
-import tempfile
 import time
-from contextlib import contextmanager
-from pathlib import Path
 
 import httpx
 import pytest
-from django.conf import settings
-from django.db import connection
 
 from tests.helpers import free_port, joined_deltas, parse_sse
+from tests.processes import LEASE_SECONDS, daphne_process, redis_server
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
-ROOT = Path(__file__).resolve().parents[2]
 THREADS = "/api/v1/chat/threads"
-LEASE_SECONDS = 2
-
-
-def server_env(database_name: str) -> dict[str, str]:
-    db = connection.settings_dict
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
-    env.update(
-        DATABASE_URL=f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{database_name}",
-        REDIS_URL=settings.REDIS_URL,
-        DJANGO_SECRET_KEY="test-secret-key-for-daphne-processes",
-        DJANGO_DEBUG="false",
-        TENEX_STREAM_LEASE_SECONDS=str(LEASE_SECONDS),
-        TENEX_SWEEP_SECONDS="1",
-        TENEX_LOCAL_TOKEN_DELAY_MS="30",
-        TENEX_TESTING="0",
-    )
-    return env
-
-
-@contextmanager
-def daphne_process(**env: str):
-    """A daphne process serving tenex on the test database (`env` overrides its settings); yields
-    its base URL and the process."""
-    port = free_port()
-    # stderr to a file, not a pipe nobody reads: a chatty server must never block on a full pipe.
-    log = tempfile.NamedTemporaryFile(prefix="tenex-test-daphne-", suffix=".log", delete=False)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "tenex.asgi:application"],
-        cwd=ROOT, env={**server_env(connection.settings_dict["NAME"]), **env},
-        stdout=subprocess.DEVNULL, stderr=log,
-    )
-    process.log_path = Path(log.name)  # what it wrote to stderr, for tests that read it
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"daphne did not start: {Path(log.name).read_text()[-2000:]}")
-            time.sleep(0.1)
-        yield base, process
-    finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(20)  # it lets its replies finish first (TENEX_SHUTDOWN_DRAIN_SECONDS)
-            except subprocess.TimeoutExpired:
-                process.kill()
-        log.close()
-        os.unlink(log.name)
 
 
 @pytest.fixture
@@ -263,27 +201,6 @@ def test_open_streams_hold_no_request_thread_and_no_database_connection(alice, t
             rest = list(events)
             assert rest[-1]["event"] == "done"
             assert joined_deltas(first + rest) == rest[-1]["data"]["message"]["content"]
-
-
-@contextmanager
-def redis_server(port: int, directory: str):
-    """A private, empty Redis on `port` (no persistence), stopped on exit."""
-    process = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", directory],
-        stdout=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                break
-            assert process.poll() is None and time.monotonic() < deadline, "redis-server did not start"
-            time.sleep(0.05)
-        yield process
-    finally:
-        process.terminate()
-        process.wait(10)
 
 
 def test_losing_redis_mid_reply_loses_no_text(alice, thread_id, tmp_path):

@@ -13,8 +13,8 @@ import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
-from tests.chat.test_daphne_streams import daphne_process
 from tests.factories import issue_key
+from tests.processes import daphne_process
 from workspaces.services import api_key_find, api_key_revoke
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]

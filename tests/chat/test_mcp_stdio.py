@@ -10,7 +10,7 @@ import pytest
 from django.db import connection
 from mcp import Client, StdioServerParameters
 
-from tests.chat.test_daphne_streams import ROOT, server_env
+from tests.processes import ROOT, server_env
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 THREADS = "/api/v1/chat/threads"
