@@ -11,7 +11,7 @@ from workspaces.locate import create_locator
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('workspaces', '0001_initial'),
+        ('workspaces', '0002_workspace_search_config'),
     ]
 
     operations = [
