@@ -10,8 +10,8 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from tests.chat.test_daphne_streams import daphne_process
 from tests.helpers import parse_sse
+from tests.processes import daphne_process
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 THREADS = "/api/v1/chat/threads"

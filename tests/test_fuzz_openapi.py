@@ -22,7 +22,7 @@ import pytest
 from django.core.management import call_command
 from django.db import connection
 
-from tests.chat.test_daphne_streams import ROOT, daphne_process
+from tests.processes import ROOT, daphne_process
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 

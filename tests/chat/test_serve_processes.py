@@ -16,8 +16,9 @@ import pytest
 from django.db import connection
 
 from chat.models import Message
-from tests.chat.test_daphne_streams import THREADS, headers, read_events, server_env, stream_url
+from tests.chat.test_daphne_streams import THREADS, headers, read_events, stream_url
 from tests.helpers import free_port, joined_deltas
+from tests.processes import server_env
 from workspaces.tenancy import tenant_context
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]

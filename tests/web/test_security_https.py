@@ -43,7 +43,7 @@ def test_without_the_switch_the_deploy_check_names_what_is_missing():
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_behind_a_tls_proxy(alice):
-    from tests.chat.test_daphne_streams import daphne_process
+    from tests.processes import daphne_process
 
     alice.user.set_password(PASSWORD)
     alice.user.save()

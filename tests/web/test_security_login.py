@@ -140,7 +140,7 @@ def test_the_lockout_page_sends_no_inline_script(pat):
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_failures_on_two_processes_count_together(pat):
-    from tests.chat.test_daphne_streams import daphne_process
+    from tests.processes import daphne_process
 
     env = {"TENEX_CACHE_PREFIX": settings.CACHES["default"]["KEY_PREFIX"]}
     with daphne_process(**env) as (a, _), daphne_process(**env) as (b, _):

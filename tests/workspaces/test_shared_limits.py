@@ -6,7 +6,7 @@ import httpx
 import pytest
 from django.conf import settings
 
-from tests.chat.test_daphne_streams import daphne_process
+from tests.processes import daphne_process
 from workspaces import keys
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
