@@ -67,6 +67,7 @@ def test_the_openapi_schema_holds_against_the_live_service(alice, tmp_path):
     with daphne_process(
         DATABASE_URL=as_app,
         TENEX_RATE_LIMIT="1000000/min",
+        TENEX_ANON_RATE_LIMIT="1000000/min",
         TENEX_LOCAL_TOKEN_DELAY_MS="0",
         TENEX_DB_POOL_TIMEOUT="30",
     ) as (base, _process):
