@@ -99,6 +99,7 @@ class MemoryStreamLog:
         # Per log, when each batch was appended and the seq it ended with (only with keep_seconds).
         self._batches: dict[str, deque[tuple[float, int]]] = {}
         self._expires: dict[str, float] = {}
+        self._sealed: set[str] = set()  # logs whose writes stopped (see `seal`)
         self._next_expiry_check = 0.0
         self._waiters: dict[str, set[tuple[asyncio.AbstractEventLoop, asyncio.Event]]] = defaultdict(set)
         self._ttl = ttl_seconds if ttl_seconds is not None else settings.TENEX_STREAM_TTL_SECONDS
@@ -164,9 +165,21 @@ class MemoryStreamLog:
     def expected_here(self, message_id: str) -> bool:
         return message_id in self._events
 
+    def seal(self, message_id: str) -> None:
+        """Take no more events for this log (its writes stopped reaching Redis): what it holds is
+        still served, but a reader past it is told at once that it is not here (None), not kept
+        waiting for events that will never come."""
+        with self._lock:
+            if message_id not in self._events:
+                return
+            self._sealed.add(message_id)
+            waiters = self._waiters.pop(message_id, ())
+        self._wake(waiters)
+
     def drop(self, message_id: str) -> None:
         """Forget a log now; blocked readers wake and find nothing here."""
         with self._lock:
+            self._sealed.discard(message_id)
             self._events.pop(message_id, None)
             self._batches.pop(message_id, None)
             self._expires.pop(message_id, None)
@@ -204,6 +217,8 @@ class MemoryStreamLog:
         self._expire()
         with self._lock:
             found = self._after(message_id, after_seq)
+            if not found and message_id in self._sealed:
+                return None
             if found is None or found or block_seconds <= 0:
                 return found
             waiter = asyncio.Event()
@@ -222,7 +237,8 @@ class MemoryStreamLog:
                     if not waiting:
                         del self._waiters[message_id]
         with self._lock:
-            return self._after(message_id, after_seq)
+            found = self._after(message_id, after_seq)
+            return None if not found and message_id in self._sealed else found
 
     async def exists(self, message_id: str) -> bool:
         self._expire()
@@ -250,6 +266,7 @@ class MemoryStreamLog:
             gone = [m for m, at in self._expires.items() if at <= now]
             for message_id in gone:
                 self._expires.pop(message_id, None)
+                self._sealed.discard(message_id)
                 self._events.pop(message_id, None)
                 self._batches.pop(message_id, None)
 
@@ -376,9 +393,9 @@ class RedisStreamLog:
             try:
                 replies, resent = await self._evalsha_fresh(entry.client, commands)
             except Exception:
-                if self.mirror is not None:  # whatever went in, readers here cannot tell: they ask Redis
+                if self.mirror is not None:  # nothing more will come here: readers ask Redis from now on
                     for message_id, _events in batches:
-                        self.mirror.drop(message_id)
+                        self.mirror.seal(message_id)
                 raise
             missing = []
             for index, reply in zip(pending, replies, strict=True):

@@ -231,7 +231,7 @@ def test_requests_during_a_database_cut_answer_503_at_once_and_recover(alice, th
             time.sleep(0.05)
         back_after = time.monotonic() - restored
     print(f"first 503 after {first_took:.2f} s; then {max(timings):.3f} s at most; back {back_after:.2f} s after")
-    assert back_after <= 2.0 + 1.0  # the probe's period and a connect, with room for a loaded machine
+    assert back_after <= 5.0  # the probe's period, a connect, and the pool's own reconnect, on a loaded machine
 
 
 def cut_mid_reply(
