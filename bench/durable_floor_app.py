@@ -173,7 +173,7 @@ class Floor:
             from psycopg_pool import AsyncConnectionPool
 
             self.pool = AsyncConnectionPool(
-                os.environ["DATABASE_URL"], min_size=4, max_size=24, kwargs={"autocommit": True}, open=False,
+                os.environ["DATABASE_URL"], min_size=8, max_size=48, kwargs={"autocommit": True}, open=False,
             )
             await self.pool.open(wait=True)
             self.redis = aioredis.Redis.from_url(os.environ["REDIS_URL"], max_connections=64)
@@ -192,25 +192,35 @@ class Floor:
             await self.wake.wait()
             self.wake.clear()
             batch, self.waiting = list(self.waiting.values()), {}
-            pipe = self.redis.pipeline(transaction=False)
             taken = []
             for reply in batch:
                 events, reply.pending = reply.pending, []
-                pipe.evalsha(self.append_sha, 1, f"tenex:stream:{{{reply.id}}}", STREAM_MAXLEN, STREAM_TTL,
-                             events[0][0], *(text for _seq, _kind, text in events))
                 taken.append((reply, events))
-            try:
-                await pipe.execute()
-            except Exception as exc:  # noqa: BLE001 - the replies in this round fail, the floor goes on
-                for reply, _events in taken:
+            failed = await self._append(taken)
+            if failed:  # the script was flushed from Redis (another user of the server): load it again, once
+                self.append_sha = await self.redis.script_load(APPEND_SCRIPT)
+                for reply, error in (await self._append(failed)).items():
                     if reply.delivered is not None and not reply.delivered.done():
-                        reply.delivered.set_exception(exc)
-                continue
+                        reply.delivered.set_exception(error)
+                taken = [(reply, events) for reply, events in taken if reply not in failed]
             for reply, events in taken:
                 body = b"".join(sse(seq, kind, text) for seq, kind, text in events)
                 await reply.send({"type": "http.response.body", "body": body, "more_body": True})
                 if events[-1][1] == "done" and reply.delivered is not None and not reply.delivered.done():
                     reply.delivered.set_result(True)
+
+    async def _append(self, taken: list[tuple[Reply, list]]) -> dict:
+        """One pipeline: a script call per reply appending its events; the replies whose call failed."""
+        pipe = self.redis.pipeline(transaction=False)
+        for reply, events in taken:
+            pipe.evalsha(self.append_sha, 1, f"tenex:stream:{{{reply.id}}}", STREAM_MAXLEN, STREAM_TTL,
+                         events[0][0], *(text for _seq, _kind, text in events))
+        try:
+            results = await pipe.execute(raise_on_error=False)
+        except Exception as exc:  # noqa: BLE001 - the connection failed: every call of the round
+            results = [exc] * len(taken)
+        return {reply: result for (reply, _events), result in zip(taken, results, strict=True)
+                if isinstance(result, Exception)}
 
     async def _checkpoint_forever(self) -> None:
         """Once a second: the partial content of every live reply that moved, one UPDATE per workspace."""
@@ -225,7 +235,7 @@ class Floor:
             snapshot = {ws: [(r, "".join(r.content), json.dumps(r.tool_calls), r.seq) for r in replies]
                         for ws, replies in due.items()}
             try:
-                async with self.pool.connection() as conn, conn.transaction():
+                async with self.pool.connection() as conn, conn.pipeline(), conn.transaction():
                     for workspace_id, rows in snapshot.items():
                         await conn.execute(RLS_SQL, [workspace_id])
                         await conn.execute(CHECKPOINT_SQL, [[r.id for r, *_ in rows], [c for _r, c, _t, _s in rows],
@@ -254,38 +264,40 @@ def compose(question: str, results: list[dict]) -> str:
     return "\n\n".join(parts)
 
 
-async def authenticate(scope: dict) -> tuple[str, str] | None:
-    header = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
-    raw = header.removeprefix("Bearer ").strip()
-    if not raw.startswith("tnx_") or len(raw) != 42:
-        return None
-    digest = hashlib.sha256(raw.encode("ascii")).hexdigest()
-    async with FLOOR.pool.connection() as conn:
-        row = await (await conn.execute(KEY_SQL, [raw[:12], digest])).fetchone()
-    return (row[0], row[1]) if row else None
+class UnknownKey(Exception):
+    pass
 
 
-async def reply_stream(send: Send, workspace_id: str, thread_id: str, content: str) -> None:
+async def reply_stream(send: Send, key: str, thread_id: str, content: str) -> None:
+    """One reply; raises UnknownKey or LookupError (no such thread) before the response head."""
+    if not key.startswith("tnx_") or len(key) != 42:
+        raise UnknownKey
     user_id, reply_id = new_id("msg"), new_id("msg")
     now = datetime.now(UTC)
-    async with FLOOR.pool.connection() as conn, conn.pipeline(), conn.transaction():
-        await conn.execute(RLS_SQL, [workspace_id])
-        locked = await conn.execute(LOCK_SQL, [thread_id])
-        history_cursor = await conn.execute(HISTORY_SQL, [thread_id, HISTORY_ROWS])
-        thread = await locked.fetchone()
-        if thread is None:
-            raise LookupError(thread_id)
-        count, _auto, _title, system = thread
-        history_chars = len(system)
-        used = 0
-        for _role, text in await history_cursor.fetchall():  # newest first, up to the token budget
-            used += max(1, len(text) // CHARS_PER_TOKEN) if text else 0
-            if used > HISTORY_TOKEN_BUDGET:
-                break
-            history_chars += len(text)
-        await conn.execute(INSERT_SQL, [user_id, workspace_id, thread_id, count + 1, content, now, now,
-                                        reply_id, workspace_id, thread_id, count + 2, now, now, PRODUCER])
-        await conn.execute(APPENDED_SQL, [now, now, now, " ".join(content.split())[:80], thread_id])
+    async with FLOOR.pool.connection() as conn:
+        # The key by its hash (autocommit), then the send's transaction on the same connection.
+        found = await (await conn.execute(KEY_SQL, [key[:12], hashlib.sha256(key.encode()).hexdigest()])).fetchone()
+        if found is None:
+            raise UnknownKey
+        workspace_id = found[0]
+        async with conn.pipeline(), conn.transaction():
+            await conn.execute(RLS_SQL, [workspace_id])
+            locked = await conn.execute(LOCK_SQL, [thread_id])
+            history_cursor = await conn.execute(HISTORY_SQL, [thread_id, HISTORY_ROWS])
+            thread = await locked.fetchone()
+            if thread is None:
+                raise LookupError(thread_id)
+            count, _auto, _title, system = thread
+            history_chars = len(system)
+            used = 0
+            for _role, text in await history_cursor.fetchall():  # newest first, up to the token budget
+                used += max(1, len(text) // CHARS_PER_TOKEN) if text else 0
+                if used > HISTORY_TOKEN_BUDGET:
+                    break
+                history_chars += len(text)
+            await conn.execute(INSERT_SQL, [user_id, workspace_id, thread_id, count + 1, content, now, now,
+                                            reply_id, workspace_id, thread_id, count + 2, now, now, PRODUCER])
+            await conn.execute(APPENDED_SQL, [now, now, now, " ".join(content.split())[:80], thread_id])
     await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
     await send({"type": "http.response.body", "body": RETRY_HINT, "more_body": True})
     reply = Reply(reply_id, thread_id, workspace_id, send)
@@ -300,7 +312,7 @@ async def reply_stream(send: Send, workspace_id: str, thread_id: str, content: s
         FLOOR.publish(reply)
         terms = [t for t in dict.fromkeys(w.lower() for w in TERMS.findall(query)) if t != "or"][:32]
         loose = " or ".join(terms)
-        async with FLOOR.pool.connection() as conn, conn.transaction():
+        async with FLOOR.pool.connection() as conn, conn.pipeline(), conn.transaction():
             await conn.execute(RLS_SQL, [workspace_id])
             rows = await (await conn.execute(SEARCH_SQL, [loose, query, loose, SEARCH_LIMIT])).fetchall()
         results = [{"document_id": document_id, "title": title, "passage": text, "score": round(rank, 4),
@@ -357,16 +369,15 @@ async def application(scope: dict[str, Any], receive: Receive, send: Send) -> No
         await answer(send, 404, b"POST /api/v1/chat/threads/<id>/messages")
         return
     await FLOOR.start()
-    found = await authenticate(scope)
-    if found is None:
-        await answer(send, 401, b"unknown key")
-        return
     try:
         content = json.loads(body)["content"]
     except (ValueError, KeyError, TypeError):
         await answer(send, 400, b"body: {\"content\": ...}")
         return
+    key = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1").removeprefix("Bearer ").strip()
     try:
-        await reply_stream(send, found[0], match.group(1), content)
-    except LookupError:  # raised before the response head: the thread is not in this workspace
+        await reply_stream(send, key, match.group(1), content)
+    except UnknownKey:
+        await answer(send, 401, b"unknown key")
+    except LookupError:  # the thread is not in this workspace
         await answer(send, 404, b"no such thread")

@@ -1,29 +1,52 @@
-"""Streaming benchmark: tenex replies through daphne on PostgreSQL + Redis against a bare SSE floor.
+"""Streaming benchmark: tenex replies through daphne on PostgreSQL + Redis against floors measured in
+the same run, under the same daphne.
 
     .venv/bin/python bench/stream.py [--concurrency 50,200] [--duration 20] [--slow-streams 1000]
-                                     [--skip-rss] [--keep]
+                                     [--skip-rss] [--keep]                       # per reply, 0 ms
+    .venv/bin/python bench/stream.py --paced [--delay-ms 20] [--concurrency 50,200,400]
+    .venv/bin/python bench/stream.py --provider openai,anthropic [--concurrency 50,200]
+
+The floors:
+- relay (bench/bare_sse_app.py): one captured tenex reply replayed from memory, byte for byte; paced,
+  one event per --delay-ms after the first delta.
+- durable (bench/durable_floor_app.py): a bare ASGI app on psycopg's async pool and redis.asyncio
+  doing the contract's durable work per reply (key by its hash, the send transaction under RLS, the
+  tool's ranked full-text search, events in Redis, checkpoints once a second, the final
+  transaction), batched across replies; it answers the same bytes per reply as tenex (checked and
+  printed at start).
+- provider relay (bench/provider_relay_app.py): reads the provider's stream with a lean client and
+  forwards each delta as SSE (provider mode).
 
 What it does, all in one run on this machine:
 1. Creates a dedicated database (`tenex_bench_stream`, owned by tenex_owner; dropped and recreated
-   unless --keep), migrates it as the owner, grants the plain `tenex_app` role (the server connects
-   as that role, so row-level security applies as in production), creates a workspace and a personal
-   key, and FLUSHes a dedicated Redis DB (redis://127.0.0.1:6379/14).
+   unless --keep), migrates it as the owner, grants the plain `tenex_app` role (every server
+   connects as that role, so row-level security applies as in production), creates a workspace and a
+   personal key, and FLUSHes a dedicated Redis DB (redis://127.0.0.1:6379/14).
 2. Starts tenex under daphne (local provider, TENEX_LOCAL_TOKEN_DELAY_MS=0), seeds three knowledge
-   documents sized so the fixed question gets a ~200-word reply, and captures that reply's exact
+   documents sized so the fixed question gets a ~130-word reply, and captures that reply's exact
    SSE bytes and headers.
-3. Starts the bare app (bench/bare_sse_app.py) under the same daphne with the same flags; it answers
-   any POST with the captured bytes, one ASGI body message per event, from memory (the floor).
-4. For each concurrency: N workers, each on its own thread, repeatedly POST a message with
-   `Accept: text/event-stream` and read the stream to the end. After a warm-up it counts events
-   delivered per second and, per request sent inside the window, the time from sending to the first
-   `delta` event (TTFD), split into response head / first event / first delta. The window lasts
-   --duration seconds, or longer (up to --max-duration) until there is one TTFD sample per worker.
-   Same against the bare app. Ratios: events/s tenex/bare; server-added TTFD = tenex - bare.
+3. Per reply (default): the relay and durable floors at 0 ms, then for each concurrency N workers,
+   each on its own thread, repeatedly POST a message with `Accept: text/event-stream` and read the
+   stream to the end. After a warm-up it counts events delivered per second and, per request sent
+   inside the window, the time from sending to the first `delta` event (TTFD), split into response
+   head / first event / first delta. The window lasts --duration seconds, or longer (up to
+   --max-duration) until there is one TTFD sample per worker. Ratios: events/s tenex/bare and
+   tenex/durable; server-added TTFD = tenex - bare.
    With --processes N, N tenex and N bare processes serve the workers (worker i talks to process
    i mod N; CPU is their sum), the way several processes per host would behind a load balancer.
-5. RSS per open stream: a fresh tenex daphne with a 2 s token delay; VmRSS after 20 warm-up
+4. RSS per open stream: a fresh tenex daphne with a 2 s token delay; VmRSS after 20 warm-up
    streams, then after --slow-streams more (opened 50 at a time, each batch waiting for every first
    delta) and what holding them costs for 10 s. The same for the bare app pausing 2 s per event.
+5. --paced: tenex (TENEX_LOCAL_TOKEN_DELAY_MS=--delay-ms), the relay and the durable floor paced
+   alike; worker i starts i/N of one reply's length late, so arrivals are spread. Per server and
+   level: events/s delivered vs asked (streams x words/s), daphne CPU (process CPU seconds / wall),
+   time to first event p50/p99, gap between consecutive words p50/p99; then the issue's targets at
+   200 streams (tenex/relay events/s, gap p99 above the relay's, first event above the durable
+   floor's) and the same figures at the other levels.
+6. --provider: bench/wire_provider.py in its own process (OpenAI and Anthropic wire formats, a tool
+   call round then one word per chunk --delay-ms apart, its CPU printed beside each phase), tenex
+   with TENEX_LLM_PROVIDER set to each provider (the official SDK) beside the provider relay, with
+   the same table and ratios against the relay.
 
 The load generator is a minimal HTTP/1.1 client on asyncio streams (keep-alive, chunked decoding,
 SSE block counting): it costs a fraction of httpx's CPU per event, so on a small machine the
@@ -1143,7 +1166,8 @@ def run_floors(args, infra: Infra, key: str, tenex0: Daphne, capture: tuple[list
         extra = {"provider": provider.process.pid} if provider else None
         for concurrency in levels:
             results = []
-            for server in servers:
+            only = tuple(p for p in args.only.split(",") if p)
+            for server in [s for s in servers if not only or s.label.startswith(only)]:
                 if server.label.startswith(("relay", "prelay")):
                     paths = [f"/stream/{i}" for i in range(concurrency)]
                 else:
@@ -1165,9 +1189,10 @@ def run_floors(args, infra: Infra, key: str, tenex0: Daphne, capture: tuple[list
                         log(f"  {remaining} replies still streaming 90 s after the phase (left running)")
             rows.append((concurrency, results))
         print_floor_table(title, rows, asked)
-        print("tenex against the floors (targets at 200 streams; other levels reported)")
-        for line in paced_ratios(rows, relay_label, first_label):
-            print(line)
+        if len(rows[0][1]) == len(servers):
+            print("tenex against the floors (targets at 200 streams; other levels reported)")
+            for line in paced_ratios(rows, relay_label, first_label):
+                print(line)
         if provider is not None:
             provider.stop()
         for server in servers:
@@ -1195,6 +1220,8 @@ def main() -> int:
                              "server, beside a relay reading the same stream")
     parser.add_argument("--delay-ms", type=int, default=20, help="paced and provider modes: ms between words (20)")
     parser.add_argument("--provider-words", type=int, default=130, help="words per provider reply (130)")
+    parser.add_argument("--only", default="", help="paced and provider modes: measure only these servers "
+                        "(comma-separated label prefixes: relay, durable, tenex, prelay)")
     parser.add_argument("--duration", type=float, default=20.0, help="measured seconds per run (default 20)")
     parser.add_argument("--warmup", type=float, default=5.0, help="unmeasured seconds before each run (default 5)")
     parser.add_argument("--max-duration", type=float, default=60.0,
