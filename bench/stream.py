@@ -351,8 +351,9 @@ class SSECounter:
         self.first_event_at: float | None = None
         self.first_delta_at: float | None = None
         self.last_delta_at: float | None = None
-        # Seconds between consecutive deltas' arrivals inside the window (the window's list, shared by
-        # every counter of a phase); deltas that came in one read are 0 apart.
+        # Per delta inside the window, the seconds since the previous read that brought deltas (the
+        # window's list, shared by every counter of a phase): every word of a burst that ends a stall
+        # waited through that stall, so bunched words cannot hide one.
         self.gaps = window.gaps if window is not None else None
         self.terminal: str | None = None
         self.window = window
@@ -361,6 +362,7 @@ class SSECounter:
         buffer = self.buffer + data
         start = 0
         new = 0
+        deltas = 0
         while True:
             end = buffer.find(b"\n\n", start)
             if end < 0:
@@ -376,13 +378,16 @@ class SSECounter:
             kind = block[marker + 8 : block.find(b"\n", marker + 1)]
             if kind == b"delta":
                 if self.first_delta_at is None:
-                    self.first_delta_at = now
-                elif self.gaps is not None and self.window.holds(now):
-                    self.gaps.append(now - self.last_delta_at)
-                self.last_delta_at = now
+                    self.first_delta_at = self.last_delta_at = now
+                else:
+                    deltas += 1
             elif kind in (b"done", b"error"):
                 self.terminal = kind.decode()
         self.buffer = buffer[start:]
+        if deltas:
+            if self.gaps is not None and self.window.holds(now):
+                self.gaps.extend([now - self.last_delta_at] * deltas)
+            self.last_delta_at = now
         if new:
             self.events += new
             if self.window is not None:
@@ -1051,7 +1056,8 @@ def print_floor_table(title: str, rows: list[tuple[int, list[PhaseResult]]], ask
                   f"{fmt(percentile(gaps, 50)):>6}ms {fmt(percentile(gaps, 99)):>6}ms "
                   f"{fmt(percentile(r.ttfd_ms(), 50)):>7}ms {r.services_cpu:>8.2f} {r.client_cpu:>6.2f} {extra:>12}")
     print("(daphne = the server's process CPU seconds / wall seconds; ms/rep = its CPU per reply; 1st ev = request "
-          "sent -> first SSE event; gap = between consecutive deltas of one stream as the client read them; "
+          "sent -> first SSE event; gap = per word, the time since the previous read of its stream that brought "
+          "words; "
           "asked = streams x words/s)")
 
 
