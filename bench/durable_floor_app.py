@@ -35,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 import os
 import re
 import secrets
@@ -59,6 +60,7 @@ CHARS_PER_TOKEN = 4
 SEARCH_LIMIT = 5
 MAX_HITS = 1000
 MAX_QUOTES = 3
+logger = logging.getLogger(__name__)
 PRODUCER = f"floor-{os.getpid()}-{secrets.token_hex(4)}"
 # One reply's events of one round: an entry each (seq as the entry id), then the key's TTL.
 # KEYS[1] the stream; ARGV: maxlen, ttl, first seq, then one JSON text per event.
@@ -187,7 +189,8 @@ class Floor:
         self.wake.set()
 
     async def _append_forever(self) -> None:
-        """Each round: every waiting reply's events in one pipeline, then written as SSE, in order."""
+        """Each round: every waiting reply's events in one pipeline, then written as SSE, in order.
+        A reply whose append or write failed fails alone; the appender goes on."""
         while True:
             await self.wake.wait()
             self.wake.clear()
@@ -196,17 +199,26 @@ class Floor:
             for reply in batch:
                 events, reply.pending = reply.pending, []
                 taken.append((reply, events))
-            failed = await self._append(taken)
-            if failed:  # the script was flushed from Redis (another user of the server): load it again, once
-                self.append_sha = await self.redis.script_load(APPEND_SCRIPT)
-                for reply, error in (await self._append(failed)).items():
+            try:
+                failed = await self._append(taken)
+                if failed:  # the script was flushed from Redis (another user of the server): load it, retry once
+                    self.append_sha = await self.redis.script_load(APPEND_SCRIPT)
+                    failed = await self._append([(reply, events) for reply, events in taken if reply in failed])
+            except Exception as exc:  # noqa: BLE001 - Redis unreachable: this round's replies fail
+                failed = {reply: exc for reply, _events in taken}
+            for reply, events in taken:
+                error = failed.get(reply)
+                if error is None:
+                    body = b"".join(sse(seq, kind, text) for seq, kind, text in events)
+                    try:
+                        await reply.send({"type": "http.response.body", "body": body, "more_body": True})
+                    except Exception as exc:  # noqa: BLE001 - the client went away
+                        error = exc
+                if error is not None:
+                    logger.warning("reply %s failed: %r", reply.id, error)
                     if reply.delivered is not None and not reply.delivered.done():
                         reply.delivered.set_exception(error)
-                taken = [(reply, events) for reply, events in taken if reply not in failed]
-            for reply, events in taken:
-                body = b"".join(sse(seq, kind, text) for seq, kind, text in events)
-                await reply.send({"type": "http.response.body", "body": body, "more_body": True})
-                if events[-1][1] == "done" and reply.delivered is not None and not reply.delivered.done():
+                elif events[-1][1] == "done" and reply.delivered is not None and not reply.delivered.done():
                     reply.delivered.set_result(True)
 
     async def _append(self, taken: list[tuple[Reply, list]]) -> dict:
@@ -244,8 +256,8 @@ class Floor:
                 for rows in snapshot.values():
                     for reply, _content, _tools, seq in rows:
                         reply.saved_seq = seq
-            except Exception:  # noqa: BLE001, S112 - the next tick tries again
-                continue
+            except Exception:  # noqa: BLE001 - the next tick tries again
+                logger.warning("checkpoint of %d replies failed", sum(map(len, due.values())), exc_info=True)
 
 
 FLOOR = Floor()
