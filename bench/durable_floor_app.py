@@ -6,7 +6,8 @@ connected as the same role (`DATABASE_URL`, `tenex_app`: row-level security appl
 database and tables, and to Redis (`REDIS_URL`). `POST /api/v1/chat/threads/<id>/messages` with
 `{"content": ...}` and a tenex API key answers a reply as Server-Sent Events:
 
-1. The key looked up by its hash (one autocommit query; no cache).
+1. The key looked up by its hash (one autocommit query, on the connection the send's transaction
+   then uses; no cache).
 2. One transaction, pipelined: the workspace's row-level security setting
    (`set_config('tenex.workspace_id', ..., true)`), the thread's row locked, its recent history read
    (newest first, up to the history budget), both messages in one INSERT (the reply `streaming`,
@@ -24,10 +25,10 @@ Every event is appended to the reply's Redis stream (`tenex:stream:{msg_...}`, o
 event, seq as the entry id, MAXLEN and TTL as tenex sets them) before it is written as SSE. Work is
 batched across replies as a careful engineer would: one appender sends the events of every reply
 produced since its last round in one pipeline (one script call per reply, appending its events;
-one round in flight at a time), and one
-checkpointer saves the partial content of every live reply once a second in one UPDATE per
-workspace, renewing their leases. Headers come from the capture file (BENCH_SSE_CAPTURE) so the
-bytes per reply equal tenex's; bench/stream.py checks the event count and sizes.
+one round in flight at a time), and one checkpointer saves the partial content of every live reply
+once a second in one UPDATE per workspace, renewing their leases. Headers come from the capture
+file (BENCH_SSE_CAPTURE) so the bytes per reply equal tenex's; bench/stream.py checks the event
+count and sizes.
 """
 
 from __future__ import annotations
