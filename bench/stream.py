@@ -1143,7 +1143,7 @@ class WireProvider:
         if self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGTERM)
             self.process.wait(10)
-        self._stderr.close()
+        self._stderr.close()  # closing again is harmless
 
 
 def run_floors(args, infra: Infra, key: str, tenex0: Daphne, capture: tuple[list, list[bytes], dict], workdir: Path,
@@ -1167,55 +1167,60 @@ def run_floors(args, infra: Infra, key: str, tenex0: Daphne, capture: tuple[list
         tenex = start("tenex", "tenex.asgi:application", TENEX_LOCAL_TOKEN_DELAY_MS=str(delay))
         plans.append((f"Paced: one word per {delay} ms, arrivals spread over {spread:.1f} s",
                       [relay, durable, tenex], "relay", "durable", None))
-    for kind in [p for p in (args.provider or "").split(",") if p]:
-        provider = WireProvider(workdir, args.provider_words, delay)
-        env = provider_env(kind, provider.url)
-        relay = start(f"prelay-{kind}", "bench.provider_relay_app:application", BENCH_SSE_CAPTURE=str(capture_path),
-                      BENCH_PROVIDER_URL=provider.url, BENCH_PROVIDER_KIND=kind)
-        tenex = start(f"tenex-{kind}", "tenex.asgi:application", **env)
-        _h, blocks, pinfo = asyncio.run(capture_reply(tenex, key))
-        log(f"tenex through {kind}: {pinfo['deltas']} deltas, {pinfo['tool_calls']} tool_call events, "
-            f"{pinfo['events']} events, {pinfo['bytes']:,} bytes")
-        plans.append((f"Through the {kind} provider (official SDK) against bench/wire_provider.py: one word per "
-                      f"{delay} ms, {args.provider_words} words", [relay, tenex], "prelay", "prelay", provider))
-    stop(tenex0)
+    providers: list[WireProvider] = []  # stopped however the run ends
+    try:
+        for kind in [p for p in (args.provider or "").split(",") if p]:
+            provider = WireProvider(workdir, args.provider_words, delay)
+            providers.append(provider)
+            env = provider_env(kind, provider.url)
+            relay = start(f"prelay-{kind}", "bench.provider_relay_app:application", BENCH_SSE_CAPTURE=str(capture_path),
+                          BENCH_PROVIDER_URL=provider.url, BENCH_PROVIDER_KIND=kind)
+            tenex = start(f"tenex-{kind}", "tenex.asgi:application", **env)
+            _h, blocks, pinfo = asyncio.run(capture_reply(tenex, key))
+            log(f"tenex through {kind}: {pinfo['deltas']} deltas, {pinfo['tool_calls']} tool_call events, "
+                f"{pinfo['events']} events, {pinfo['bytes']:,} bytes")
+            plans.append((f"Through the {kind} provider (official SDK) against bench/wire_provider.py: one word per "
+                          f"{delay} ms, {args.provider_words} words", [relay, tenex], "prelay", "prelay", provider))
+        stop(tenex0)
 
-    for title, servers, relay_label, first_label, provider in plans:
-        rows: list[tuple[int, list[PhaseResult]]] = []
-        extra = {"provider": provider.process.pid} if provider else None
-        for concurrency in levels:
-            results = []
-            only = tuple(p for p in args.only.split(",") if p)
-            for server in [s for s in servers if not only or s.label.startswith(only)]:
-                if server.label.startswith(("relay", "prelay")):
-                    paths = [f"/stream/{i}" for i in range(concurrency)]
-                else:
-                    paths = asyncio.run(create_threads(tenex_for_threads(servers), key, concurrency,
-                                                       f"{server.label}{concurrency}"))
-                log(f"{server.label}: {concurrency} streams, {warmup:.1f} s warm-up + {args.duration:g} s")
-                result = asyncio.run(load_phase(Target(server.label, [server], key, paths), concurrency, warmup,
-                                                args.duration, args.client, max_duration=args.max_duration,
-                                                spread=spread, extra_pids=extra))
-                log(f"  {result.events_per_s:,.0f} events/s, daphne CPU {result.server_cpu:.2f}, first event p50 "
-                    f"{fmt(percentile(result.first_event_ms(), 50))} ms, gap p99 {fmt(percentile(result.gap_ms(), 99))}"
-                    f" ms, failed {result.failed}" + "".join(f", {n} CPU {c:.2f}" for n, c in result.extra_cpu.items()))
-                for error, n in sorted(result.errors.items(), key=lambda kv: -kv[1])[:6]:
-                    log(f"  error x{n}: {error}")
-                results.append(result)
-                if not server.label.startswith(("relay", "prelay")):
-                    remaining = infra.wait_until_idle(90)
-                    if remaining:
-                        log(f"  {remaining} replies still streaming 90 s after the phase (left running)")
-            rows.append((concurrency, results))
-        print_floor_table(title, rows, asked)
-        if len(rows[0][1]) == len(servers):
-            print("tenex against the floors (targets at 200 streams; other levels reported)")
-            for line in paced_ratios(rows, relay_label, first_label, asked):
-                print(line)
-        if provider is not None:
+        for title, servers, relay_label, first_label, provider in plans:
+            rows: list[tuple[int, list[PhaseResult]]] = []
+            extra = {"provider": provider.process.pid} if provider else None
+            for concurrency in levels:
+                results = []
+                only = tuple(p for p in args.only.split(",") if p)
+                for server in [s for s in servers if not only or s.label.startswith(only)]:
+                    if server.label.startswith(("relay", "prelay")):
+                        paths = [f"/stream/{i}" for i in range(concurrency)]
+                    else:
+                        paths = asyncio.run(create_threads(tenex_for_threads(servers), key, concurrency,
+                                                           f"{server.label}{concurrency}"))
+                    log(f"{server.label}: {concurrency} streams, {warmup:.1f} s warm-up + {args.duration:g} s")
+                    result = asyncio.run(load_phase(Target(server.label, [server], key, paths), concurrency, warmup,
+                                                    args.duration, args.client, max_duration=args.max_duration,
+                                                    spread=spread, extra_pids=extra))
+                    extra_cpu = "".join(f", {n} CPU {c:.2f}" for n, c in result.extra_cpu.items())
+                    log(f"  {result.events_per_s:,.0f} events/s, daphne CPU {result.server_cpu:.2f}, first event p50 "
+                        f"{fmt(percentile(result.first_event_ms(), 50))} ms, gap p99 "
+                        f"{fmt(percentile(result.gap_ms(), 99))} ms, failed {result.failed}{extra_cpu}")
+                    for error, n in sorted(result.errors.items(), key=lambda kv: -kv[1])[:6]:
+                        log(f"  error x{n}: {error}")
+                    results.append(result)
+                    if not server.label.startswith(("relay", "prelay")):
+                        remaining = infra.wait_until_idle(90)
+                        if remaining:
+                            log(f"  {remaining} replies still streaming 90 s after the phase (left running)")
+                rows.append((concurrency, results))
+            print_floor_table(title, rows, asked)
+            if len(rows[0][1]) == len(servers):
+                print("tenex against the floors (targets at 200 streams; other levels reported)")
+                for line in paced_ratios(rows, relay_label, first_label, asked):
+                    print(line)
+            for server in servers:
+                stop(server)
+    finally:
+        for provider in providers:
             provider.stop()
-        for server in servers:
-            stop(server)
 
 
 def tenex_for_threads(servers: list[Daphne]) -> Daphne:
