@@ -6,6 +6,7 @@ from django.db import models
 from django.utils import timezone
 
 from workspaces import ids
+from workspaces.compat import WorkspaceScopedSaves
 from workspaces.models import Workspace
 from workspaces.tenancy import TenantManager
 
@@ -13,7 +14,7 @@ from workspaces.tenancy import TenantManager
 VERSIONED_FIELDS = ("name", "slug", "description", "instructions", "input_schema", "tools")
 
 
-class Agent(models.Model):
+class Agent(WorkspaceScopedSaves):
     id = models.CharField(primary_key=True, max_length=ids.ID_MAX_LENGTH, default=ids.new_agent_id, editable=False)
     workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="+")
     name = models.CharField(max_length=200)
@@ -35,7 +36,7 @@ class Agent(models.Model):
         return self.name
 
 
-class AgentVersion(models.Model):
+class AgentVersion(WorkspaceScopedSaves):
     """A frozen copy of an agent as it was at `version` (the current one included), never edited."""
 
     workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="+")

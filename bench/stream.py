@@ -33,7 +33,9 @@ What it does, all in one run on this machine:
    --max-duration) until there is one TTFD sample per worker. Ratios: events/s tenex/bare and
    tenex/durable; server-added TTFD = tenex - bare.
    With --processes N, N tenex and N bare processes serve the workers (worker i talks to process
-   i mod N; CPU is their sum), the way several processes per host would behind a load balancer.
+   i mod N; CPU is their sum), the way several processes per host would behind a load balancer;
+   with --one-port too, each server is `manage.py serve --processes N` on one port (the kernel
+   spreads the workers' connections over its daphne children; CPU is the parent's and theirs).
 4. RSS per open stream: a fresh tenex daphne with a 2 s token delay; VmRSS after 20 warm-up
    streams, then after --slow-streams more (opened 50 at a time, each batch waiting for every first
    delta) and what holding them costs for 10 s. The same for the bare app pausing 2 s per event.
@@ -290,14 +292,18 @@ class Infra:
 class Daphne:
     """One daphne process in its own process group, stderr to a file."""
 
-    def __init__(self, label: str, app: str, env: dict[str, str], workdir: Path):
+    def __init__(self, label: str, app: str, env: dict[str, str], workdir: Path, one_port_processes: int = 0):
         self.label = label
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.stderr_path = workdir / f"daphne-{label}.stderr"
         self._stderr = open(self.stderr_path, "wb")  # noqa: SIM115 - closed in stop()
+        command = [PYTHON, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), app]
+        if one_port_processes:  # `manage.py serve`: a parent holding the port, N daphne children behind it
+            command = [PYTHON, "manage.py", "serve", "--processes", str(one_port_processes),
+                       "--port", str(self.port), "--application", app]
         self.process = subprocess.Popen(
-            [PYTHON, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), app],
+            command,
             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=self._stderr,
             start_new_session=True,  # its own process group, so stop() ends it and nothing else
         )  # it inherits the raised open-files limit (main() calls raise_nofile() first)
@@ -305,6 +311,15 @@ class Daphne:
     @property
     def pid(self) -> int:
         return self.process.pid
+
+    @property
+    def pids(self) -> list[int]:
+        """The process and its children (the daphne processes behind `manage.py serve`)."""
+        try:
+            children = Path(f"/proc/{self.pid}/task/{self.pid}/children").read_text().split()
+        except OSError:
+            children = []
+        return [self.pid, *map(int, children)]
 
     def wait_ready(self, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
@@ -328,6 +343,11 @@ class Daphne:
                 os.killpg(self.process.pid, signal.SIGTERM)
                 self.process.wait(10)
             except (subprocess.TimeoutExpired, ProcessLookupError):
+                for pid in self.pids[1:]:  # `manage.py serve`'s children have process groups of their own
+                    try:
+                        os.killpg(pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
                 try:
                     os.killpg(self.process.pid, signal.SIGKILL)
                 except ProcessLookupError:
@@ -706,7 +726,7 @@ async def load_phase(target: Target, concurrency: int, warmup: float, duration: 
         finally:
             await client.close()
 
-    pids = [server.pid for server in target.servers]
+    pids = [pid for server in target.servers for pid in server.pids]
     extra_pids = extra_pids or {}
 
     def mark_cpu() -> tuple[float, float, dict[int, float], float, dict[str, float]]:
@@ -1255,6 +1275,9 @@ def main() -> int:
     parser.add_argument("--slow-delay-ms", type=int, default=2000, help="token delay that keeps streams open")
     parser.add_argument("--processes", type=int, default=1,
                         help="daphne processes per server under load, workers spread over them (default 1)")
+    parser.add_argument("--one-port", action="store_true",
+                        help="serve the --processes through one port with `manage.py serve` (the kernel spreads "
+                             "the workers' connections) instead of one port each")
     parser.add_argument("--skip-rss", action="store_true", help="skip the RSS-per-open-stream measurement")
     parser.add_argument("--skip-bare-rss", action="store_true", help="skip the bare app's RSS measurement")
     parser.add_argument("--keep", action="store_true", help="keep (reuse) the database; do not drop it at the end")
@@ -1274,8 +1297,8 @@ def main() -> int:
     servers: list[Daphne] = []
     started = time.perf_counter()
 
-    def start(label: str, app: str, **extra: str) -> Daphne:
-        server = Daphne(label, app, {**infra.base_env(), **extra}, workdir)
+    def start(label: str, app: str, one_port_processes: int = 0, **extra: str) -> Daphne:
+        server = Daphne(label, app, {**infra.base_env(), **extra}, workdir, one_port_processes)
         servers.append(server)
         server.wait_ready()
         return server
@@ -1290,9 +1313,12 @@ def main() -> int:
         kept = infra.prepare()
         infra.flush_redis()
         key = infra.api_key()
-        tenex = start("tenex", "tenex.asgi:application")
-        # More processes of each, started alike (--processes): workers are spread over them.
-        more_tenex = [start(f"tenex-{i}", "tenex.asgi:application") for i in range(2, args.processes + 1)]
+        # More processes of each (--processes): one port each, workers spread over them, or all
+        # behind one port (--one-port).
+        one_port = args.processes if args.one_port and args.processes > 1 else 0
+        separate = 1 if one_port else args.processes
+        tenex = start("tenex", "tenex.asgi:application", one_port)
+        more_tenex = [start(f"tenex-{i}", "tenex.asgi:application") for i in range(2, separate + 1)]
         if not kept:
             per_passage = asyncio.run(seed_knowledge(tenex, key, args.words))
             log(f"seeded {len(DOC_TITLES)} knowledge documents of {per_passage} words each")
@@ -1307,9 +1333,9 @@ def main() -> int:
             run_floors(args, infra, key, tenex, (headers, blocks, info), workdir, start, stop)
             log(f"done in {time.perf_counter() - started:.0f} s; load average {load_average()}")
             return 0
-        bare = start("bare", "bench.bare_sse_app:application", BENCH_SSE_CAPTURE=str(capture_path))
+        bare = start("bare", "bench.bare_sse_app:application", one_port, BENCH_SSE_CAPTURE=str(capture_path))
         more_bare = [start(f"bare-{i}", "bench.bare_sse_app:application", BENCH_SSE_CAPTURE=str(capture_path))
-                     for i in range(2, args.processes + 1)]
+                     for i in range(2, separate + 1)]
         durable = start("durable", "bench.durable_floor_app:application", BENCH_SSE_CAPTURE=str(capture_path))
         durable_blocks, _info = asyncio.run(floor_capture(durable, tenex, key))
         log("durable floor's reply against tenex's: " + compare_bytes(blocks, durable_blocks))

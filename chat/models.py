@@ -7,11 +7,12 @@ from django.db import models
 from django.utils import timezone
 
 from workspaces import ids
+from workspaces.compat import WorkspaceScopedSaves
 from workspaces.models import Workspace
 from workspaces.tenancy import TenantManager
 
 
-class Thread(models.Model):
+class Thread(WorkspaceScopedSaves):
     id = models.CharField(primary_key=True, max_length=ids.ID_MAX_LENGTH, default=ids.new_thread_id, editable=False)
     workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="+")
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="threads")
@@ -49,7 +50,7 @@ class Thread(models.Model):
         return self.title or self.id
 
 
-class Message(models.Model):
+class Message(WorkspaceScopedSaves):
     class Role(models.TextChoices):
         USER = "user"
         ASSISTANT = "assistant"
@@ -96,7 +97,7 @@ class Message(models.Model):
         return self.status != self.Status.STREAMING
 
 
-class File(models.Model):
+class File(WorkspaceScopedSaves):
     """An upload; belongs to its user until attached, then goes with its thread."""
 
     id = models.CharField(primary_key=True, max_length=ids.ID_MAX_LENGTH, default=ids.new_file_id, editable=False)
@@ -122,7 +123,7 @@ class File(models.Model):
         return self.filename
 
 
-class Attachment(models.Model):
+class Attachment(WorkspaceScopedSaves):
     class Type(models.TextChoices):
         KNOWLEDGE_DOCUMENT = "knowledge_document"
         LEAD = "lead"
@@ -154,7 +155,7 @@ class Attachment(models.Model):
         return f"{self.type} {self.id}"
 
 
-class IdempotencyRecord(models.Model):
+class IdempotencyRecord(WorkspaceScopedSaves):
     """One `Idempotency-Key` use, scoped to the key's workspace and acting user, kept 24 h."""
 
     workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="+")

@@ -6,6 +6,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from chat.models import Attachment, File, Message, Thread
+from workspaces.compat import prefetched
 from workspaces.schemas import (
     BoundedJSONField,
     ExactCharField,
@@ -110,6 +111,29 @@ class ThreadSchema(serializers.ModelSerializer):
         return "thread"
 
 
+class SearchHitSchema(serializers.Serializer):
+    """Why a search result matched: present only on the results of a `q=` search."""
+
+    rank = serializers.FloatField(help_text="Higher is a better match; compare within one result list only.")
+    snippet = serializers.CharField(help_text="A few words of the matching text, as plain text.")
+    highlights = serializers.ListField(
+        child=serializers.ListField(child=serializers.IntegerField(), min_length=2, max_length=2),
+        help_text="[start, end) offsets, in Unicode code points, of the matched words in `snippet`.",
+    )
+    message_id = serializers.CharField(
+        allow_null=True,
+        help_text="The message the snippet comes from (for a thread: its best match); null when it is the title.",
+    )
+
+
+class ThreadSearchResultSchema(ThreadSchema):
+    search = SearchHitSchema(required=False, help_text="Only on the results of a `q=` search.")
+
+    class Meta(ThreadSchema.Meta):
+        fields = [*ThreadSchema.Meta.fields, "search"]
+        read_only_fields = fields
+
+
 class AttachmentSchema(serializers.ModelSerializer):
     class Meta:
         model = Attachment
@@ -151,12 +175,13 @@ class MessageSchema(serializers.ModelSerializer):
     tool_calls = ToolCallSchema(many=True)
     usage = serializers.SerializerMethodField()
     error = ErrorInfoSchema(allow_null=True)
+    search = SearchHitSchema(required=False, help_text="Only on the results of a `q=` search of a thread's messages.")
 
     class Meta:
         model = Message
         fields = [
             "id", "object", "thread_id", "role", "content", "status", "attachments", "tool_calls",
-            "usage", "error", "created_at", "completed_at",
+            "usage", "error", "created_at", "completed_at", "search",
         ]
         read_only_fields = fields
 
@@ -165,7 +190,7 @@ class MessageSchema(serializers.ModelSerializer):
 
     @extend_schema_field(AttachmentSchema(many=True))
     def get_attachments(self, message):
-        return AttachmentSchema(message.attachments.all(), many=True).data
+        return AttachmentSchema(attachments_of(message), many=True).data
 
     @extend_schema_field(UsageSchema)
     def get_usage(self, message):
@@ -222,6 +247,14 @@ def _tool_call(call: dict) -> dict:
     }
 
 
+def attachments_of(message: Message):
+    """The message's attachments: prefetched ones, or a query that names the workspace."""
+    found = prefetched(message, "attachments")
+    if found is not None:
+        return found
+    return Attachment.objects.for_workspace(message.workspace_id).filter(message=message)
+
+
 def message_data(message: Message) -> dict:
     """The message object of the API: what `MessageSchema` declares, field for field (tested)."""
     error = message.error
@@ -232,7 +265,7 @@ def message_data(message: Message) -> dict:
         "role": message.role,
         "content": _text(message.content),
         "status": message.status,
-        "attachments": AttachmentSchema(message.attachments.all(), many=True).data,
+        "attachments": AttachmentSchema(attachments_of(message), many=True).data,
         "tool_calls": [_tool_call(call) for call in message.tool_calls],
         "usage": usage_data(message.usage),
         "error": None if error is None else {"code": _text(error["code"]), "message": _text(error["message"])},

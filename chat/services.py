@@ -261,3 +261,28 @@ def message_send(
 
     transaction.on_commit(start_generation)
     return user_message, reply
+
+
+def search_config_set(*, workspace_id: str, config: str) -> int:
+    """Set the workspace's text search configuration and re-index its threads and messages with it
+    (PostgreSQL; the rows' generated vectors follow their `search_config`). Returns the rows changed."""
+    from django.db import connection
+
+    from workspaces.models import SEARCH_CONFIGS, Workspace
+    from workspaces.tenancy import tenant_context
+
+    if config not in SEARCH_CONFIGS:
+        raise ValueError(f"unknown text search configuration {config!r}")
+    changed = 0
+    with tenant_context(workspace_id):
+        Workspace.objects.filter(pk=workspace_id).update(search_config=config)
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                for table in (Thread._meta.db_table, Message._meta.db_table):
+                    cursor.execute(
+                        f"UPDATE {table} SET search_config = %s::regconfig "  # noqa: S608 - table names are ours
+                        "WHERE workspace_id = %s AND search_config <> %s::regconfig",
+                        [config, workspace_id, config],
+                    )
+                    changed += cursor.rowcount
+    return changed

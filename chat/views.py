@@ -10,7 +10,7 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema
 from rest_framework import exceptions, mixins, renderers, status
 from rest_framework.response import Response
 
-from chat import selectors, services
+from chat import search, selectors, services
 from chat.idempotency import (
     idempotency_begin,
     idempotency_record,
@@ -24,6 +24,7 @@ from chat.schemas import (
     SendAcceptedSchema,
     ThreadCreateSchema,
     ThreadSchema,
+    ThreadSearchResultSchema,
     ThreadUpdateSchema,
 )
 from chat.stream.sse import sse_response
@@ -31,6 +32,7 @@ from workspaces.errors import NOT_FOUND_BODY, ApiError, ServiceUnavailable
 from workspaces.viewsets import ScopedGenericViewSet
 
 THREAD_ORDERING = ("-activity_at", "-id")
+SEARCH_MAX = 500  # characters of `q`, as the thread list's filter allows
 
 
 class ChatViewSet(ScopedGenericViewSet):
@@ -41,7 +43,14 @@ class ChatViewSet(ScopedGenericViewSet):
 
 
 @extend_schema_view(
-    list=extend_schema(summary="List threads, newest activity first"),
+    list=extend_schema(
+        summary="List threads, newest activity first",
+        description=(
+            "With `q`, only threads whose title or messages match, in the same order; each carries "
+            "`search` (rank, a highlighted snippet of its best match and that message's id)."
+        ),
+        responses=ThreadSearchResultSchema(many=True),
+    ),
     retrieve=extend_schema(summary="Get a thread"),
     destroy=extend_schema(summary="Delete a thread with its messages, attachments and files"),
 )
@@ -54,6 +63,16 @@ class ThreadViewSet(mixins.ListModelMixin, ChatViewSet):
 
     def refine_queryset(self, queryset):
         return queryset.order_by(*THREAD_ORDERING)
+
+    def list(self, request):
+        page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
+        results = ThreadSchema(page, many=True).data
+        query = search.text_query(self.scope, request.query_params.get("q", ""))
+        if query is not None and page:
+            hits = search.thread_hits(scope=self.scope, query=query, thread_ids=[t.pk for t in page])
+            for item in results:
+                item["search"] = hits.get(item["id"])
+        return self.get_paginated_response(results)
 
     @extend_schema(summary="Create a thread", request=ThreadCreateSchema, responses={201: ThreadSchema})
     def create(self, request):
@@ -148,8 +167,15 @@ class MessageViewSet(ChatViewSet):
 
     @extend_schema(
         summary="A thread's history, oldest first",
+        description=(
+            "With `q`, only the messages whose text matches (every word, each as a word prefix), in "
+            "the same order; each carries `search` (rank and a highlighted snippet)."
+        ),
         parameters=[
-            OpenApiParameter("order", OpenApiTypes.STR, enum=["asc", "desc"], description="desc for newest first")
+            OpenApiParameter("order", OpenApiTypes.STR, enum=["asc", "desc"], description="desc for newest first"),
+            OpenApiParameter(
+                "q", OpenApiTypes.STR, description="Full-text search of the messages' text (at most 500 characters)."
+            ),
         ],
         responses=MessageSchema(many=True),
     )
@@ -157,10 +183,21 @@ class MessageViewSet(ChatViewSet):
         order = request.query_params.get("order", "asc")
         if order not in {"asc", "desc"}:
             raise exceptions.ValidationError({"order": ["Must be asc or desc."]})
+        text = request.query_params.get("q", "")
+        if len(text) > SEARCH_MAX:
+            raise exceptions.ValidationError({"q": [f"Ensure this value has at most {SEARCH_MAX} characters."]})
         thread = self.get_thread(thread_id)
-        queryset = selectors.message_list(scope=self.scope, thread=thread)
+        query = search.text_query(self.scope, text) if text else None
+        queryset = selectors.message_list(scope=self.scope, thread=thread, query=query)
+        if text and query is None:
+            queryset = queryset.none()  # no word to look for: nothing matches
         page = self.paginate_queryset(queryset)
-        return self.get_paginated_response(MessageSchema(page, many=True).data)
+        results = MessageSchema(page, many=True).data
+        if query is not None and page:
+            hits = search.message_hits(scope=self.scope, query=query, message_ids=[m.pk for m in page])
+            for item in results:
+                item["search"] = hits.get(item["id"])
+        return self.get_paginated_response(results)
 
     @extend_schema(
         summary="Send a message and start the assistant's reply",

@@ -95,7 +95,7 @@ def scoped_page(view: PageView) -> PageView:
 
 
 def _threads(scope: Scope, **filters: str) -> list[Thread]:
-    queryset = selectors.ThreadFilter(data=filters, queryset=selectors.thread_list(scope=scope)).qs
+    queryset = selectors.ThreadFilter(data=filters, queryset=selectors.thread_list(scope=scope), scope=scope).qs
     return list(queryset[:SIDEBAR_LIMIT])
 
 

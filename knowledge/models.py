@@ -11,11 +11,12 @@ from django.db import models
 from django.utils import timezone
 
 from workspaces import ids
+from workspaces.compat import WorkspaceScopedSaves
 from workspaces.models import Workspace
 from workspaces.tenancy import TenantManager
 
 
-class Document(models.Model):
+class Document(WorkspaceScopedSaves):
     id = models.CharField(primary_key=True, max_length=ids.ID_MAX_LENGTH, default=ids.new_document_id, editable=False)
     workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="+")
     title = models.CharField(max_length=300)
@@ -34,7 +35,7 @@ class Document(models.Model):
         return self.title
 
 
-class Passage(models.Model):
+class Passage(WorkspaceScopedSaves):
     """A paragraph-sized slice of a document's body: the unit search ranks and tools quote.
 
     Rebuilt whenever the document's title or body changes; `document_title` is copied here so the
@@ -56,7 +57,7 @@ class Passage(models.Model):
         return f"{self.document_id} #{self.index}"
 
 
-class BrandProfile(models.Model):
+class BrandProfile(WorkspaceScopedSaves):
     """The workspace's brand profile; `version` rises on every change (see BrandProfileVersion)."""
 
     workspace = models.OneToOneField(Workspace, on_delete=models.CASCADE, related_name="+")
@@ -73,7 +74,7 @@ class BrandProfile(models.Model):
         return self.name or f"brand of {self.workspace_id}"
 
 
-class BrandProfileVersion(models.Model):
+class BrandProfileVersion(WorkspaceScopedSaves):
     """A frozen copy of the brand profile at `version` (the current one included), never edited."""
 
     workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="+")

@@ -90,3 +90,44 @@ def test_serve_is_idempotent_about_the_demo_key(tmp_path):
     )
     assert first.stdout.strip().splitlines()[-1] == second.stdout.strip().splitlines()[-1]
     assert first.stdout.strip().startswith("tnx_")
+
+
+def test_search_on_sqlite_uses_fts5_with_prefixes_and_snippets(embedded_server):
+    """`?q=` on the thread list and on a thread's messages, on the embedded default (FTS5)."""
+    base, key, _ = embedded_server
+    auth = {"Authorization": f"Bearer {key}"}
+    threads = f"{base}/api/v1/chat/threads"
+    wanted = httpx.post(threads, json={"title": "Monday call"}, headers=auth).json()["id"]
+    titled = httpx.post(threads, json={"title": "Pricing questions"}, headers=auth).json()["id"]
+    httpx.post(threads, json={"title": "Launch plan"}, headers=auth)
+    sent = httpx.post(
+        f"{threads}/{wanted}/messages", headers=auth,
+        json={"content": "Our pricing changed: the Pro plan is now 49 dollars per seat."},
+    )
+    assert sent.status_code == 202, sent.text
+    user_message = sent.json()["user_message"]["id"]
+    reply = sent.json()["assistant_message"]["id"]
+    httpx.get(f"{threads}/{wanted}/messages/{reply}/stream", headers=auth, timeout=30)  # let the reply finish
+
+    def highlighted(hit: dict) -> list[str]:
+        return [hit["snippet"][start:end].lower() for start, end in hit["highlights"]]
+
+    found = httpx.get(threads, params={"q": "pric"}, headers=auth).json()["results"]
+    assert {t["id"] for t in found} == {wanted, titled}
+    by_id = {t["id"]: t["search"] for t in found}
+    # The best match of the thread: the user's message, or the reply if it quoted pricing too.
+    assert by_id[wanted]["message_id"] in {user_message, reply} and by_id[wanted]["rank"] > 0
+    assert highlighted(by_id[wanted]) and all(word.startswith("pric") for word in highlighted(by_id[wanted]))
+    assert by_id[titled]["message_id"] is None and highlighted(by_id[titled]) == ["pricing"]
+    assert [t["id"] for t in httpx.get(threads, params={"q": "pro pric"}, headers=auth).json()["results"]] == [wanted]
+    assert httpx.get(threads, params={"q": "zebra"}, headers=auth).json()["results"] == []
+
+    messages = httpx.get(f"{threads}/{wanted}/messages", params={"q": "dollars seat"}, headers=auth).json()
+    assert messages["results"][0]["id"] == user_message  # history order
+    assert highlighted(messages["results"][0]["search"]) == ["dollars", "seat"]
+    assert {m["id"] for m in messages["results"]} <= {user_message, reply}
+    # Renaming re-indexes the title; deleting a thread takes its rows out of the index.
+    httpx.patch(f"{threads}/{titled}", json={"title": "Renewal questions"}, headers=auth)
+    assert [t["id"] for t in httpx.get(threads, params={"q": "renew"}, headers=auth).json()["results"]] == [titled]
+    httpx.delete(f"{threads}/{wanted}", headers=auth)
+    assert httpx.get(threads, params={"q": "dollars"}, headers=auth).json()["results"] == []

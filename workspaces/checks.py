@@ -1,5 +1,6 @@
-"""System checks: warn when the database role would bypass row-level security, or when the
-connection pool is smaller than the threads that may each hold one of its connections."""
+"""System checks: warn when the database role would bypass row-level security, when full-text
+search cannot use its indexes under it, or when the connection pool is smaller than the threads
+that may each hold one of its connections."""
 
 from __future__ import annotations
 
@@ -25,6 +26,34 @@ def check_role_respects_rls(app_configs=None, databases=None, **kwargs):
                     "isolate workspaces for this connection.",
                     hint="Connect as a plain role (see `manage.py setup_database_roles`); run migrations as the owner.",
                     id="tenex.W001",
+                )
+            )
+    return problems
+
+
+# `tsvector @@ tsquery`: under row-level security only leakproof operators may use an index, and
+# PostgreSQL does not mark this one leakproof (no GIN operator is); see docs/scaling.md.
+TEXT_MATCH_FUNCTION = "pg_catalog.ts_match_vq(tsvector, tsquery)"
+
+
+def text_match_is_leakproof(connection) -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT proleakproof FROM pg_proc WHERE oid = %s::regprocedure", [TEXT_MATCH_FUNCTION])
+        return bool(cursor.fetchone()[0])
+
+
+@register(Tags.database)
+def check_search_can_use_its_indexes(app_configs=None, databases=None, **kwargs):
+    problems = []
+    for alias in databases or []:
+        connection = connections[alias]
+        if connection.vendor == "postgresql" and not text_match_is_leakproof(connection):
+            problems.append(
+                Warning(
+                    "Full-text search (threads, messages, knowledge) cannot use its GIN indexes under "
+                    "row-level security: each search reads every row of the workspace.",
+                    hint="As a PostgreSQL superuser, run `manage.py enable_search_indexes` once per database.",
+                    id="tenex.W003",
                 )
             )
     return problems

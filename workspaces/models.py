@@ -12,11 +12,26 @@ from django.utils import timezone
 
 from workspaces import ids
 
+# PostgreSQL's built-in text search configurations: how a workspace's thread and message text is
+# split into words and stemmed for search. 'simple' lowercases and keeps every word as written.
+SEARCH_CONFIGS = (
+    "simple", "arabic", "armenian", "basque", "catalan", "danish", "dutch", "english", "finnish", "french",
+    "german", "greek", "hindi", "hungarian", "indonesian", "irish", "italian", "lithuanian", "nepali",
+    "norwegian", "portuguese", "romanian", "russian", "serbian", "spanish", "swedish", "tamil", "turkish",
+    "yiddish",
+)
+
 
 class Workspace(models.Model):
     id = models.CharField(primary_key=True, max_length=ids.ID_MAX_LENGTH, default=ids.new_workspace_id, editable=False)
     slug = models.SlugField(max_length=64, unique=True)
     name = models.CharField(max_length=200)
+    # The text search configuration of the workspace's threads and messages (PostgreSQL; the
+    # embedded SQLite default splits words the same way for every workspace). Changed with
+    # `manage.py set_search_config`, which re-indexes the workspace's rows.
+    search_config = models.CharField(
+        max_length=32, default="simple", choices=[(name, name) for name in SEARCH_CONFIGS]
+    )
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 
     class Meta:

@@ -110,8 +110,22 @@ class TenantQuerySet(models.QuerySet):
         queryset = self.for_workspace(scope.workspace_id)
         owner_field = getattr(self.model, "scope_owner_field", None)
         if owner_field and scope.owner_user_id is not None:
-            queryset = queryset.filter(**{owner_field: scope.owner_user_id})
+            # The owner sits across a relation (a message's thread): the joined rows are narrowed
+            # to the workspace too, so the join names it on both sides (one shard under Citus).
+            relations = owner_field.split("__")[:-1]
+            joined = {
+                "__".join(relations[:n]) + "__workspace_id": scope.workspace_id for n in range(1, len(relations) + 1)
+            }
+            queryset = queryset.filter(**{owner_field: scope.owner_user_id}, **joined)
         return queryset
+
+
+    def delete(self):
+        from workspaces.compat import delete_queryset
+
+        deleted = delete_queryset(self)
+        self._result_cache = None
+        return deleted
 
 
 class TenantManager(models.Manager.from_queryset(TenantQuerySet)):

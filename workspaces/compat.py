@@ -1,0 +1,118 @@
+"""The one place tenex reaches into Django's private model API (tests/workspaces/test_compat.py
+fails loudly when an upgrade changes what it relies on).
+
+`Model.save()` updates an existing row with `UPDATE … WHERE id = …`: `_do_update` is the only hook
+between Django building that queryset and running it. Tenant models narrow it to their workspace,
+so a save names the workspace like every other tenant query (one shard under Citus; see
+docs/scaling.md). A row's workspace never changes (row-level security refuses the move), so the
+narrowing finds exactly the row the primary key does.
+
+Deleting through Django's `Collector` (what `Model.delete()` and `QuerySet.delete()` use) finds
+cascaded rows with `WHERE thread_id IN (…)` and deletes collected rows with `WHERE id IN (…)`.
+`WorkspaceCollector` narrows both to the workspaces of the rows being deleted; tenant models and
+their querysets delete through it.
+
+`prefetched` reads what `prefetch_related` stored on an instance, so code that lists a related set
+can use it when present and otherwise ask with a workspace-scoped query of its own.
+"""
+
+from __future__ import annotations
+
+from django.db import models, router
+from django.db.models import signals
+from django.db.models.deletion import Collector
+
+DO_UPDATE_PARAMETERS = ("self", "base_qs", "using", "pk_val", "values", "update_fields", "forced_update")
+
+
+def has_workspace(model) -> bool:
+    return any(field.attname == "workspace_id" for field in model._meta.concrete_fields)
+
+
+class WorkspaceCollector(Collector):
+    """A deletion collector whose every statement on a tenant table names the workspaces concerned.
+
+    Rows are collected from the origin's rows down their relations, so the workspaces of the rows
+    being deleted are those of the rows seen on the way (cascaded rows may be loaded with their
+    primary key alone, and reading their workspace_id would cost a query each).
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.workspaces: set[str] = set()
+
+    def note_workspaces(self, objs) -> list[str]:
+        """Every workspace seen so far, with those of `objs` (instances, or a queryset the collector
+        has evaluated already)."""
+        self.workspaces.update(
+            obj.workspace_id for obj in objs
+            if has_workspace(type(obj)) and "workspace_id" not in obj.get_deferred_fields()
+        )
+        return sorted(self.workspaces)
+
+    def related_objects(self, related_model, related_fields, objs):
+        queryset = super().related_objects(related_model, related_fields, objs)
+        workspaces = self.note_workspaces(objs)
+        if has_workspace(related_model) and workspaces:
+            queryset = queryset.filter(workspace_id__in=workspaces)
+        return queryset
+
+    def delete(self):
+        # Rows collected one by one are deleted by primary key; a tenant model's rows (when no
+        # delete signal needs the instances) go as one DELETE that names their workspaces too.
+        deleted_instances = []
+        for model, instances in list(self.data.items()):
+            hooked = signals.pre_delete.has_listeners(model) or signals.post_delete.has_listeners(model)
+            workspaces = self.note_workspaces(instances)
+            if not has_workspace(model) or hooked or not instances or not workspaces:
+                continue
+            self.fast_deletes.append(
+                model._base_manager.using(self.using).filter(
+                    workspace_id__in=workspaces, pk__in=[obj.pk for obj in instances]
+                )
+            )
+            deleted_instances.extend((model, obj) for obj in instances)
+            del self.data[model]
+        result = super().delete()
+        for model, obj in deleted_instances:
+            setattr(obj, model._meta.pk.attname, None)  # as Model.delete() leaves a deleted instance
+        return result
+
+
+class WorkspaceScopedSaves(models.Model):
+    """Mixin for tenant models: `save()` updates `WHERE id = … AND workspace_id = …`, and
+    `delete()` names the workspace in every statement it sends."""
+
+    class Meta:
+        abstract = True
+
+    def delete(self, using=None, keep_parents=False):
+        if self.pk is None:
+            return super().delete(using=using, keep_parents=keep_parents)  # Django's own error
+        collector = WorkspaceCollector(using=using or router.db_for_write(type(self), instance=self), origin=self)
+        collector.collect([self], keep_parents=keep_parents)
+        return collector.delete()
+
+    def _do_update(self, base_qs, using, pk_val, values, update_fields, forced_update):
+        return super()._do_update(
+            base_qs.filter(workspace_id=self.workspace_id), using, pk_val, values, update_fields, forced_update
+        )
+
+
+def prefetched(instance: models.Model, name: str) -> list | None:
+    """The objects `prefetch_related(name)` fetched for `instance`, or None if it was not prefetched."""
+    cache = getattr(instance, "_prefetched_objects_cache", None)
+    if not isinstance(cache, dict) or name not in cache:
+        return None
+    return list(cache[name])
+
+
+def delete_queryset(queryset: models.QuerySet) -> tuple[int, dict[str, int]]:
+    """`QuerySet.delete()` through a `WorkspaceCollector` (the queryset's own checks first)."""
+    if queryset.query.is_sliced or queryset.query.distinct_fields or queryset._fields is not None:
+        return models.QuerySet.delete(queryset)  # Django raises its own error for these
+    rows = queryset.order_by()
+    rows._for_write = True
+    collector = WorkspaceCollector(using=rows.db, origin=queryset)
+    collector.collect(rows)
+    return collector.delete()
