@@ -4,67 +4,36 @@ Serve it with the same daphne as tenex (`python -m daphne ... bench.bare_sse_app
 Any POST is answered with the exact bytes and headers of a reply captured from tenex, read once at
 import from the JSON file named by BENCH_SSE_CAPTURE ({"headers": [[name, value], ...],
 "chunks": ["<latin-1 text>", ...]}): one ASGI body message per SSE block, `more_body=True`, as
-Django's ASGI handler sends them. BENCH_BARE_DELAY_MS pauses between the blocks after the first
-delta (0: as fast as possible; the RSS measurement uses a long pause so streams stay open, as
-tenex's TENEX_LOCAL_TOKEN_DELAY_MS does). GET /healthz answers 200.
+Django's ASGI handler sends them. BENCH_BARE_DELAY_MS paces it: one block per delay after the
+first delta, as tenex's local provider (TENEX_LOCAL_TOKEN_DELAY_MS) and a model's stream give one
+word per delay (0: as fast as possible). The paced mode of bench/stream.py uses 20 ms (50 words/s,
+the relay floor); the RSS measurement a long pause so streams stay open. GET /healthz answers 200.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import os
-from collections.abc import Awaitable, Callable
 from typing import Any
 
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
+from bench.asgi_floor import Receive, Send, answer, capture_headers, lifespan, load_capture, read_body
 
-
-def _load() -> tuple[list[tuple[bytes, bytes]], list[bytes]]:
-    path = os.environ.get("BENCH_SSE_CAPTURE")
-    if not path:
-        raise RuntimeError("BENCH_SSE_CAPTURE must name the capture file written by bench/stream.py")
-    with open(path, encoding="utf-8") as handle:
-        capture = json.load(handle)
-    headers = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in capture["headers"]]
-    chunks = [chunk.encode("latin-1") for chunk in capture["chunks"]]
-    return headers, chunks
-
-
-HEADERS, CHUNKS = _load()
+_CAPTURE = load_capture()
+HEADERS = capture_headers(_CAPTURE)
+CHUNKS = [chunk.encode("latin-1") for chunk in _CAPTURE["chunks"]]
 DELAY = int(os.environ.get("BENCH_BARE_DELAY_MS", "0")) / 1000
 FIRST_DELTA = next((i for i, chunk in enumerate(CHUNKS) if b"\nevent: delta\n" in chunk), 0)
 
 
-async def _drain_request(receive: Receive) -> bool:
-    """Read the whole request body; False when the client went away first."""
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return False
-        if not message.get("more_body"):
-            return True
-
-
 async def application(scope: dict[str, Any], receive: Receive, send: Send) -> None:
     if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
-    if scope["type"] != "http":
+        await lifespan(receive, send)
         return
-    if not await _drain_request(receive):
+    if scope["type"] != "http" or await read_body(receive) is None:
         return
     if scope["method"] != "POST":
-        body = b"ok" if scope["path"] == "/healthz" else b"POST for the stream"
-        await send({"type": "http.response.start", "status": 200 if scope["path"] == "/healthz" else 405,
-                    "headers": [(b"content-type", b"text/plain")]})
-        await send({"type": "http.response.body", "body": body})
+        ok = scope["path"] == "/healthz"
+        await answer(send, 200 if ok else 405, b"ok" if ok else b"POST for the stream")
         return
     await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
     if not DELAY:
@@ -72,22 +41,23 @@ async def application(scope: dict[str, Any], receive: Receive, send: Send) -> No
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
         return
-    # Slow mode holds streams open for minutes: stop when the client leaves, as Django's handler does.
-    gone = asyncio.Event()
+    # Paced: one event per DELAY after the first delta, as tenex's local provider sleeps between
+    # words (the sleep is not shortened by the time a write took, as the provider's is not). A
+    # stream held open for minutes (the RSS measurement) stops when the client leaves.
+    gone = False
 
     async def watch() -> None:
+        nonlocal gone
         if (await receive())["type"] == "http.disconnect":
-            gone.set()
+            gone = True
 
     watcher = asyncio.create_task(watch())
     try:
         for index, chunk in enumerate(CHUNKS):
             if index > FIRST_DELTA:  # like tenex's token delay: nothing waits before the first delta
-                try:
-                    await asyncio.wait_for(gone.wait(), DELAY)
+                await asyncio.sleep(DELAY)
+                if gone:
                     return
-                except TimeoutError:
-                    pass
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
     finally:

@@ -1,31 +1,54 @@
-"""Streaming benchmark: tenex replies through daphne on PostgreSQL + Redis against a bare SSE floor.
+"""Streaming benchmark: tenex replies through daphne on PostgreSQL + Redis against floors measured in
+the same run, under the same daphne.
 
     .venv/bin/python bench/stream.py [--concurrency 50,200] [--duration 20] [--slow-streams 1000]
-                                     [--skip-rss] [--keep]
+                                     [--skip-rss] [--keep]                       # per reply, 0 ms
+    .venv/bin/python bench/stream.py --paced [--delay-ms 20] [--concurrency 50,200,400]
+    .venv/bin/python bench/stream.py --provider openai,anthropic [--concurrency 50,200]
+
+The floors:
+- relay (bench/bare_sse_app.py): one captured tenex reply replayed from memory, byte for byte; paced,
+  one event per --delay-ms after the first delta.
+- durable (bench/durable_floor_app.py): a bare ASGI app on psycopg's async pool and redis.asyncio
+  doing the contract's durable work per reply (key by its hash, the send transaction under RLS, the
+  tool's ranked full-text search, events in Redis, checkpoints once a second, the final
+  transaction), batched across replies; it answers the same bytes per reply as tenex (checked and
+  printed at start).
+- provider relay (bench/provider_relay_app.py): reads the provider's stream with a lean client and
+  forwards each delta as SSE (provider mode).
 
 What it does, all in one run on this machine:
 1. Creates a dedicated database (`tenex_bench_stream`, owned by tenex_owner; dropped and recreated
-   unless --keep), migrates it as the owner, grants the plain `tenex_app` role (the server connects
-   as that role, so row-level security applies as in production), creates a workspace and a personal
-   key, and FLUSHes a dedicated Redis DB (redis://127.0.0.1:6379/14).
+   unless --keep), migrates it as the owner, grants the plain `tenex_app` role (every server
+   connects as that role, so row-level security applies as in production), creates a workspace and a
+   personal key, and FLUSHes a dedicated Redis DB (redis://127.0.0.1:6379/14).
 2. Starts tenex under daphne (local provider, TENEX_LOCAL_TOKEN_DELAY_MS=0), seeds three knowledge
-   documents sized so the fixed question gets a ~200-word reply, and captures that reply's exact
+   documents sized so the fixed question gets a ~130-word reply, and captures that reply's exact
    SSE bytes and headers.
-3. Starts the bare app (bench/bare_sse_app.py) under the same daphne with the same flags; it answers
-   any POST with the captured bytes, one ASGI body message per event, from memory (the floor).
-4. For each concurrency: N workers, each on its own thread, repeatedly POST a message with
-   `Accept: text/event-stream` and read the stream to the end. After a warm-up it counts events
-   delivered per second and, per request sent inside the window, the time from sending to the first
-   `delta` event (TTFD), split into response head / first event / first delta. The window lasts
-   --duration seconds, or longer (up to --max-duration) until there is one TTFD sample per worker.
-   Same against the bare app. Ratios: events/s tenex/bare; server-added TTFD = tenex - bare.
+3. Per reply (default): the relay and durable floors at 0 ms, then for each concurrency N workers,
+   each on its own thread, repeatedly POST a message with `Accept: text/event-stream` and read the
+   stream to the end. After a warm-up it counts events delivered per second and, per request sent
+   inside the window, the time from sending to the first `delta` event (TTFD), split into response
+   head / first event / first delta. The window lasts --duration seconds, or longer (up to
+   --max-duration) until there is one TTFD sample per worker. Ratios: events/s tenex/bare and
+   tenex/durable; server-added TTFD = tenex - bare.
    With --processes N, N tenex and N bare processes serve the workers (worker i talks to process
    i mod N; CPU is their sum), the way several processes per host would behind a load balancer;
    with --one-port too, each server is `manage.py serve --processes N` on one port (the kernel
    spreads the workers' connections over its daphne children; CPU is the parent's and theirs).
-5. RSS per open stream: a fresh tenex daphne with a 2 s token delay; VmRSS after 20 warm-up
+4. RSS per open stream: a fresh tenex daphne with a 2 s token delay; VmRSS after 20 warm-up
    streams, then after --slow-streams more (opened 50 at a time, each batch waiting for every first
    delta) and what holding them costs for 10 s. The same for the bare app pausing 2 s per event.
+5. --paced: tenex (TENEX_LOCAL_TOKEN_DELAY_MS=--delay-ms), the relay and the durable floor paced
+   alike; worker i starts i/N of one reply's length late, so arrivals are spread. Per server and
+   level: events/s delivered vs asked (streams x words/s), daphne CPU (process CPU seconds / wall),
+   time to first event p50/p99, gap between consecutive words p50/p99; then the issue's targets at
+   200 streams (tenex/relay events/s, gap p99 above the relay's, first event above the durable
+   floor's) and the same figures at the other levels.
+6. --provider: bench/wire_provider.py in its own process (OpenAI and Anthropic wire formats, a tool
+   call round then one word per chunk --delay-ms apart, its CPU printed beside each phase), tenex
+   with TENEX_LLM_PROVIDER set to each provider (the official SDK) beside the provider relay, with
+   the same table and ratios against the relay.
 
 The load generator is a minimal HTTP/1.1 client on asyncio streams (keep-alive, chunked decoding,
 SSE block counting): it costs a fraction of httpx's CPU per event, so on a small machine the
@@ -337,7 +360,8 @@ class Daphne:
 class SSECounter:
     """Counts SSE events (blocks with a data line) as bytes arrive; notes the first `delta`."""
 
-    __slots__ = ("buffer", "events", "first_delta_at", "first_event_at", "headers_at", "tap", "terminal", "window")
+    __slots__ = ("buffer", "events", "first_delta_at", "first_event_at", "gaps", "headers_at", "last_delta_at", "tap",
+                 "terminal", "window")
 
     def __init__(self, window: Window | None = None, tap: Callable[[bytes, SSECounter], None] | None = None):
         self.tap = tap  # sees every chunk after it was counted
@@ -346,6 +370,11 @@ class SSECounter:
         self.events = 0
         self.first_event_at: float | None = None
         self.first_delta_at: float | None = None
+        self.last_delta_at: float | None = None
+        # Per delta inside the window, the seconds since the previous read that brought deltas (the
+        # window's list, shared by every counter of a phase): every word of a burst that ends a stall
+        # waited through that stall, so bunched words cannot hide one.
+        self.gaps = window.gaps if window is not None else None
         self.terminal: str | None = None
         self.window = window
 
@@ -353,6 +382,7 @@ class SSECounter:
         buffer = self.buffer + data
         start = 0
         new = 0
+        deltas = 0
         while True:
             end = buffer.find(b"\n\n", start)
             if end < 0:
@@ -368,10 +398,16 @@ class SSECounter:
             kind = block[marker + 8 : block.find(b"\n", marker + 1)]
             if kind == b"delta":
                 if self.first_delta_at is None:
-                    self.first_delta_at = now
+                    self.first_delta_at = self.last_delta_at = now
+                else:
+                    deltas += 1
             elif kind in (b"done", b"error"):
                 self.terminal = kind.decode()
         self.buffer = buffer[start:]
+        if deltas:
+            if self.gaps is not None and self.window.holds(now):
+                self.gaps.extend([now - self.last_delta_at] * deltas)
+            self.last_delta_at = now
         if new:
             self.events += new
             if self.window is not None:
@@ -387,6 +423,7 @@ class Window:
     start: float
     end: float = float("inf")
     events: int = 0
+    gaps: list[float] = field(default_factory=list)
 
     def count(self, n: int, now: float) -> None:
         if self.start <= now <= self.end:
@@ -573,6 +610,17 @@ class PhaseResult:
     machine_cpu: float = 0.0  # every process on the machine (all cores), for context
     redis_calls: dict[str, int] = field(default_factory=dict)  # server-wide, during the window
     drained: bool = True
+    gaps: list[float] = field(default_factory=list)  # seconds between consecutive deltas of a stream
+    extra_cpu: dict[str, float] = field(default_factory=dict)  # other processes of the run (the provider)
+
+    def first_event_ms(self) -> list[float]:
+        return [s.first_event * 1000 for s in self.samples if s.first_event is not None]
+
+    def gap_ms(self) -> list[float]:
+        return [gap * 1000 for gap in self.gaps]
+
+    def cpu_ms_per_reply(self) -> float:
+        return self.server_cpu * self.duration * 1000 / self.replies if self.replies else float("nan")
 
     @property
     def events_per_s(self) -> float:
@@ -616,11 +664,14 @@ def make_client(kind: str, server: Daphne, key: str, timeout: float):
 
 async def load_phase(target: Target, concurrency: int, warmup: float, duration: float, client_kind: str,
                      redis_calls: Callable[[], dict[str, int]] | None = None, max_duration: float = 60.0,
-                     drain_timeout: float = 120.0, request_timeout: float = 35.0) -> PhaseResult:
+                     drain_timeout: float = 120.0, request_timeout: float = 35.0, spread: float = 0.0,
+                     extra_pids: dict[str, int] | None = None) -> PhaseResult:
     """N workers post and read streams back to back. The window opens after `warmup` and closes after
     `duration`, or later (up to `max_duration`) until `concurrency` requests sent inside it have had
     their first delta, so a slow server still yields one TTFD sample per worker. Workers then finish
-    the request in hand (their TTFD counts when it was sent inside the window) and stop."""
+    the request in hand (their TTFD counts when it was sent inside the window) and stop. With
+    `spread`, worker i starts i * spread / concurrency seconds late, so paced replies do not tick
+    together; `extra_pids` are processes whose CPU is reported beside the server's."""
     result = PhaseResult(target.label, concurrency)
     body = json.dumps({"content": QUESTION}).encode()
     start = time.perf_counter()
@@ -636,6 +687,7 @@ async def load_phase(target: Target, concurrency: int, warmup: float, duration: 
         nonlocal first_deltas
         client = make_client(client_kind, target.servers[index % len(target.servers)], target.key, request_timeout)
         path = target.paths[index]
+        await asyncio.sleep(index * spread / concurrency)
         try:
             while not closed.is_set():
                 sample = Sample(sent=time.perf_counter())
@@ -675,10 +727,12 @@ async def load_phase(target: Target, concurrency: int, warmup: float, duration: 
             await client.close()
 
     pids = [pid for server in target.servers for pid in server.pids]
+    extra_pids = extra_pids or {}
 
-    def mark_cpu() -> tuple[float, float, dict[int, float], float]:
+    def mark_cpu() -> tuple[float, float, dict[int, float], float, dict[str, float]]:
         server_cpu = sum(cpu_seconds(pid) for pid in pids)
-        return server_cpu, time.process_time(), service_cpu_seconds(), machine_busy_seconds()
+        extra = {name: cpu_seconds(pid) for name, pid in extra_pids.items()}
+        return server_cpu, time.process_time(), service_cpu_seconds(), machine_busy_seconds(), extra
 
     tasks = [asyncio.create_task(worker(i)) for i in range(concurrency)]
     await asyncio.sleep(max(0.0, window.start - time.perf_counter()))
@@ -699,6 +753,8 @@ async def load_phase(target: Target, concurrency: int, warmup: float, duration: 
     result.client_cpu = (cpu1[1] - cpu0[1]) / result.duration
     result.services_cpu = service_cpu_delta(cpu0[2], cpu1[2]) / result.duration
     result.machine_cpu = (cpu1[3] - cpu0[3]) / result.duration
+    result.extra_cpu = {name: (cpu1[4][name] - cpu0[4][name]) / result.duration for name in extra_pids}
+    result.gaps = window.gaps
     result.redis_calls = {k: v - calls0.get(k, 0) for k, v in calls1.items() if v - calls0.get(k, 0) > 0}
     result.events_in_window = window.events
     done, pending = await asyncio.wait(tasks, timeout=drain_timeout)
@@ -761,9 +817,12 @@ async def seed_knowledge(server: Daphne, key: str, target_words: int) -> int:
     return per_passage
 
 
-async def capture_reply(server: Daphne, key: str) -> tuple[list[tuple[str, str]], list[bytes], dict]:
-    """One real reply: response headers (minus hop-by-hop and daphne's own) and its SSE blocks."""
-    [path] = await create_threads(server, key, 1, "capture")
+async def capture_reply(server: Daphne, key: str, path: str | None = None,
+                        ) -> tuple[list[tuple[str, str]], list[bytes], dict]:
+    """One real reply: response headers (minus hop-by-hop and daphne's own) and its SSE blocks; on a
+    new thread of `server` unless `path` names one (a floor's reply on a thread tenex created)."""
+    if path is None:
+        [path] = await create_threads(server, key, 1, "capture")
     client = RawClient("127.0.0.1", server.port, key, 60)
     raw = bytearray()
     counter = SSECounter(tap=lambda data, _counter: raw.extend(data))
@@ -972,6 +1031,223 @@ def print_phase_table(pairs: list[tuple[PhaseResult, PhaseResult]]) -> None:
     print(f"(CPU during the measured window, 100% = one core of {cores}: the daphne under test, every postgres and "
           f"redis-server process, this load generator, and everything else on the machine)")
 
+# --- floors: the durable floor, paced replies, a real provider ------------------------------------
+TARGET_DURABLE_RATIO = 0.6  # per reply, 0 ms: tenex events/s against the durable floor's
+TARGET_PACED_RATIO = 0.95  # paced: tenex events/s against the relay floor's
+TARGET_GAP_P99_ADDED_MS = 30.0  # paced: gap between words p99, above the relay's
+TARGET_FIRST_P50_ADDED_MS = 15.0  # paced: time to first event p50, above the durable floor's
+TARGET_FIRST_P99_ADDED_MS = 50.0
+TARGET_LEVEL = 200
+FLOOR_BOUND_CPU = 0.8  # a floor's daphne below this share of a core was not limited by its own work
+
+
+def load_average() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def compare_bytes(tenex_blocks: list[bytes], floor_blocks: list[bytes]) -> str:
+    """Event count and per-event sizes of a floor's reply against tenex's (ids are of equal length)."""
+    sizes = [len(b) for b in tenex_blocks]
+    floor_sizes = [len(b) for b in floor_blocks]
+    same = sum(1 for a, b in zip(sizes, floor_sizes, strict=False) if a == b)
+    return (f"{len(floor_blocks)} blocks vs tenex {len(tenex_blocks)} (same count: {len(sizes) == len(floor_sizes)}), "
+            f"{same} of {len(sizes)} the same size, {sum(floor_sizes):,} bytes vs {sum(sizes):,}"
+            + ("" if same == len(sizes) else "; differing (#index tenex/floor): " + ", ".join(
+                [f"#{i} {a}/{b}" for i, (a, b) in enumerate(zip(sizes, floor_sizes, strict=False)) if a != b][:6])))
+
+
+def print_floor_table(title: str, rows: list[tuple[int, list[PhaseResult]]], asked_per_stream: float | None) -> None:
+    """One row per server and level: what the issue's targets compare."""
+    print()
+    print(title)
+    header = (f"{'conc':>5} {'server':<9} {'events/s':>9} {'asked':>7} {'replies':>7} {'ev/rep':>6} {'failed':>6} "
+              f"{'daphne':>7} {'ms/rep':>7} {'1st ev p50':>11} {'p99':>9} {'gap p50':>8} {'p99':>8} "
+              f"{'TTFD p50':>9} {'pg+redis':>8} {'client':>6} {'extra':>12}")
+    print(header)
+    print("-" * len(header))
+    for concurrency, results in rows:
+        for r in results:
+            asked = fmt(concurrency * asked_per_stream, 0) if asked_per_stream else "-"
+            first, gaps = r.first_event_ms(), r.gap_ms()
+            extra = " ".join(f"{name} {cpu * 100:.0f}%" for name, cpu in r.extra_cpu.items()) or "-"
+            print(f"{concurrency:>5} {r.label:<9} {fmt(r.events_per_s, 0):>9} {asked:>7} {r.replies:>7} "
+                  f"{fmt(r.events_per_reply(), 0):>6} {r.failed:>6} {r.server_cpu:>7.2f} "
+                  f"{fmt(r.cpu_ms_per_reply()):>7} "
+                  f"{fmt(percentile(first, 50)):>9}ms {fmt(percentile(first, 99)):>7}ms "
+                  f"{fmt(percentile(gaps, 50)):>6}ms {fmt(percentile(gaps, 99)):>6}ms "
+                  f"{fmt(percentile(r.ttfd_ms(), 50)):>7}ms {r.services_cpu:>8.2f} {r.client_cpu:>6.2f} {extra:>12}")
+    print("(daphne = the server's process CPU seconds / wall seconds; ms/rep = its CPU per reply; 1st ev = request "
+          "sent -> first SSE event; gap = per word, the time since the previous read of its stream that brought "
+          "words; "
+          "asked = streams x words/s)")
+
+
+FLOOR_KEPT_UP = 0.9  # a paced floor that delivered less than this share of the asked rate was not a floor
+
+
+def paced_ratios(rows: list[tuple[int, list[PhaseResult]]], relay: str, first_floor: str,
+                 asked_per_stream: float) -> list[str]:
+    """tenex against the floors at each level; PASS/FAIL at TARGET_LEVEL, figures elsewhere. A floor
+    that did not keep up with the asked rate (the machine, the client, PostgreSQL or Redis held it
+    back) judges nothing: its checks print `[ ?? ]` with what it delivered."""
+    lines = []
+    for concurrency, results in rows:
+        by = {r.label.split("-")[0]: r for r in results}
+        tenex, floor, first = by["tenex"], by[relay], by[first_floor]
+        ratio = tenex.events_per_s / floor.events_per_s if floor.events_per_s else float("nan")
+        gap = percentile(tenex.gap_ms(), 99) - percentile(floor.gap_ms(), 99)
+        p50 = percentile(tenex.first_event_ms(), 50) - percentile(first.first_event_ms(), 50)
+        p99 = percentile(tenex.first_event_ms(), 99) - percentile(first.first_event_ms(), 99)
+        checks = [
+            (f"events/s tenex/{floor.label} >= {TARGET_PACED_RATIO}", ratio >= TARGET_PACED_RATIO,
+             f"{tenex.events_per_s:,.0f} / {floor.events_per_s:,.0f} = {ratio:.2f}"),
+            (f"gap p99 <= {floor.label} + {TARGET_GAP_P99_ADDED_MS:g} ms", gap <= TARGET_GAP_P99_ADDED_MS,
+             f"{fmt(percentile(tenex.gap_ms(), 99))} - {fmt(percentile(floor.gap_ms(), 99))} = {fmt(gap)} ms"),
+            (f"first event p50 <= {first.label} + {TARGET_FIRST_P50_ADDED_MS:g} ms", p50 <= TARGET_FIRST_P50_ADDED_MS,
+             f"{fmt(percentile(tenex.first_event_ms(), 50))} - {fmt(percentile(first.first_event_ms(), 50))} "
+             f"= {fmt(p50)} ms"),
+            (f"first event p99 <= {first.label} + {TARGET_FIRST_P99_ADDED_MS:g} ms", p99 <= TARGET_FIRST_P99_ADDED_MS,
+             f"{fmt(percentile(tenex.first_event_ms(), 99))} - {fmt(percentile(first.first_event_ms(), 99))} "
+             f"= {fmt(p99)} ms"),
+        ]
+        short = {r.label: r.events_per_s / (concurrency * asked_per_stream) for r in (floor, first)
+                 if r.events_per_s < FLOOR_KEPT_UP * concurrency * asked_per_stream}
+        for index, (label, ok, detail) in enumerate(checks):
+            judge = floor if index < 2 else first
+            if judge.label in short:
+                lines.append(f"  [ ?? ] {concurrency}: {label}: {detail} (not judged: {judge.label} delivered "
+                             f"{short[judge.label]:.0%} of the asked rate, so it was no floor on this run)")
+            elif concurrency == TARGET_LEVEL:
+                lines.append(check(f"{concurrency}: {label}", ok, detail))
+            else:
+                lines.append(f"  [ -- ] {concurrency}: {label}: {detail}")
+    return lines
+
+
+async def floor_capture(floor: Daphne, tenex: Daphne, key: str) -> tuple[list[bytes], dict]:
+    """One reply of a floor that writes (the durable floor), on a new thread tenex created."""
+    [path] = await create_threads(tenex, key, 1, f"capture-{floor.label}")
+    _headers, blocks, info = await capture_reply(floor, key, path)
+    return blocks, info
+
+
+def provider_env(kind: str, provider_url: str) -> dict[str, str]:
+    base = {"openai": "OPENAI", "anthropic": "ANTHROPIC"}[kind]
+    return {"TENEX_LLM_PROVIDER": kind, f"{base}_BASE_URL": provider_url + ("/v1" if kind == "openai" else ""),
+            f"{base}_API_KEY": "bench-provider-key", "TENEX_LLM_MAX_RETRIES": "0", "TENEX_LLM_MODEL": "bench-model"}
+
+
+class WireProvider:
+    """bench/wire_provider.py in its own process: the provider's wire format, one word per delay."""
+
+    def __init__(self, workdir: Path, words: int, delay_ms: int):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._stderr = open(workdir / "wire-provider.stderr", "wb")  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen(
+            [PYTHON, str(ROOT / "bench" / "wire_provider.py"), "--port", str(self.port), "--words", str(words),
+             "--delay-ms", str(delay_ms)],
+            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=self._stderr, start_new_session=True,
+        )
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                    return
+            except OSError:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("the wire provider did not start") from None
+                time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            self.process.wait(10)
+        self._stderr.close()  # closing again is harmless
+
+
+def run_floors(args, infra: Infra, key: str, tenex0: Daphne, capture: tuple[list, list[bytes], dict], workdir: Path,
+               start: Callable[..., Daphne], stop: Callable[[Daphne], None]) -> None:
+    """The paced mode (--paced) and the provider mode (--provider): tenex beside its floors."""
+    headers, tenex_blocks, info = capture
+    capture_path = workdir / "capture.json"
+    levels = [int(c) for c in (args.concurrency or ("50,200" if args.provider else "50,200,400")).split(",")]
+    delay = args.delay_ms
+    spread = info["deltas"] * delay / 1000  # one reply's length: arrivals spread over it
+    warmup = spread + args.warmup
+    asked = 1000 / delay
+    plans: list[tuple[str, list[Daphne], str, str, WireProvider | None]] = []
+    if args.paced:
+        relay = start("relay", "bench.bare_sse_app:application", BENCH_SSE_CAPTURE=str(capture_path),
+                      BENCH_BARE_DELAY_MS=str(delay))
+        durable = start("durable", "bench.durable_floor_app:application", BENCH_SSE_CAPTURE=str(capture_path),
+                        BENCH_FLOOR_DELAY_MS=str(delay))
+        blocks, _info = asyncio.run(floor_capture(durable, tenex0, key))
+        log("durable floor's reply against tenex's: " + compare_bytes(tenex_blocks, blocks))
+        tenex = start("tenex", "tenex.asgi:application", TENEX_LOCAL_TOKEN_DELAY_MS=str(delay))
+        plans.append((f"Paced: one word per {delay} ms, arrivals spread over {spread:.1f} s",
+                      [relay, durable, tenex], "relay", "durable", None))
+    providers: list[WireProvider] = []  # stopped however the run ends
+    try:
+        for kind in [p for p in (args.provider or "").split(",") if p]:
+            provider = WireProvider(workdir, args.provider_words, delay)
+            providers.append(provider)
+            env = provider_env(kind, provider.url)
+            relay = start(f"prelay-{kind}", "bench.provider_relay_app:application", BENCH_SSE_CAPTURE=str(capture_path),
+                          BENCH_PROVIDER_URL=provider.url, BENCH_PROVIDER_KIND=kind)
+            tenex = start(f"tenex-{kind}", "tenex.asgi:application", **env)
+            _h, blocks, pinfo = asyncio.run(capture_reply(tenex, key))
+            log(f"tenex through {kind}: {pinfo['deltas']} deltas, {pinfo['tool_calls']} tool_call events, "
+                f"{pinfo['events']} events, {pinfo['bytes']:,} bytes")
+            plans.append((f"Through the {kind} provider (official SDK) against bench/wire_provider.py: one word per "
+                          f"{delay} ms, {args.provider_words} words", [relay, tenex], "prelay", "prelay", provider))
+        stop(tenex0)
+
+        for title, servers, relay_label, first_label, provider in plans:
+            rows: list[tuple[int, list[PhaseResult]]] = []
+            extra = {"provider": provider.process.pid} if provider else None
+            for concurrency in levels:
+                results = []
+                only = tuple(p for p in args.only.split(",") if p)
+                for server in [s for s in servers if not only or s.label.startswith(only)]:
+                    if server.label.startswith(("relay", "prelay")):
+                        paths = [f"/stream/{i}" for i in range(concurrency)]
+                    else:
+                        paths = asyncio.run(create_threads(tenex_for_threads(servers), key, concurrency,
+                                                           f"{server.label}{concurrency}"))
+                    log(f"{server.label}: {concurrency} streams, {warmup:.1f} s warm-up + {args.duration:g} s")
+                    result = asyncio.run(load_phase(Target(server.label, [server], key, paths), concurrency, warmup,
+                                                    args.duration, args.client, max_duration=args.max_duration,
+                                                    spread=spread, extra_pids=extra))
+                    extra_cpu = "".join(f", {n} CPU {c:.2f}" for n, c in result.extra_cpu.items())
+                    log(f"  {result.events_per_s:,.0f} events/s, daphne CPU {result.server_cpu:.2f}, first event p50 "
+                        f"{fmt(percentile(result.first_event_ms(), 50))} ms, gap p99 "
+                        f"{fmt(percentile(result.gap_ms(), 99))} ms, failed {result.failed}{extra_cpu}")
+                    for error, n in sorted(result.errors.items(), key=lambda kv: -kv[1])[:6]:
+                        log(f"  error x{n}: {error}")
+                    results.append(result)
+                    if not server.label.startswith(("relay", "prelay")):
+                        remaining = infra.wait_until_idle(90)
+                        if remaining:
+                            log(f"  {remaining} replies still streaming 90 s after the phase (left running)")
+                rows.append((concurrency, results))
+            print_floor_table(title, rows, asked)
+            if len(rows[0][1]) == len(servers):
+                print("tenex against the floors (targets at 200 streams; other levels reported)")
+                for line in paced_ratios(rows, relay_label, first_label, asked):
+                    print(line)
+            for server in servers:
+                stop(server)
+    finally:
+        for provider in providers:
+            provider.stop()
+
+
+def tenex_for_threads(servers: list[Daphne]) -> Daphne:
+    """The tenex server of a plan (threads for a floor that writes are created through tenex)."""
+    return next(s for s in servers if s.label.startswith("tenex"))
+
+
 
 def check(label: str, ok: bool, detail: str) -> str:
     return f"  [{'PASS' if ok else 'FAIL'}] {label}: {detail}"
@@ -979,7 +1255,17 @@ def check(label: str, ok: bool, detail: str) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--concurrency", default="50,200", help="comma-separated stream counts (default 50,200)")
+    parser.add_argument("--concurrency", default=None,
+                        help="comma-separated stream counts (default 50,200; paced 50,200,400; provider 50,200)")
+    parser.add_argument("--paced", action="store_true",
+                        help="paced mode: one word per --delay-ms, tenex against the relay and durable floors")
+    parser.add_argument("--provider", default="",
+                        help="provider mode: comma-separated providers (openai,anthropic) against a wire-format "
+                             "server, beside a relay reading the same stream")
+    parser.add_argument("--delay-ms", type=int, default=20, help="paced and provider modes: ms between words (20)")
+    parser.add_argument("--provider-words", type=int, default=130, help="words per provider reply (130)")
+    parser.add_argument("--only", default="", help="paced and provider modes: measure only these servers "
+                        "(comma-separated label prefixes: relay, durable, tenex, prelay)")
     parser.add_argument("--duration", type=float, default=20.0, help="measured seconds per run (default 20)")
     parser.add_argument("--warmup", type=float, default=5.0, help="unmeasured seconds before each run (default 5)")
     parser.add_argument("--max-duration", type=float, default=60.0,
@@ -995,7 +1281,7 @@ def main() -> int:
     parser.add_argument("--skip-rss", action="store_true", help="skip the RSS-per-open-stream measurement")
     parser.add_argument("--skip-bare-rss", action="store_true", help="skip the bare app's RSS measurement")
     parser.add_argument("--keep", action="store_true", help="keep (reuse) the database; do not drop it at the end")
-    parser.add_argument("--words", type=int, default=200, help="target words per reply (default 200)")
+    parser.add_argument("--words", type=int, default=130, help="target words per reply (default 130)")
     parser.add_argument("--client", choices=("raw", "httpx"), default="raw", help="load generator HTTP client")
     parser.add_argument("--database", default="tenex_bench_stream")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/14")
@@ -1003,7 +1289,7 @@ def main() -> int:
     parser.add_argument("--pg-port", type=int, default=int(os.environ.get("PGPORT", "5432")))
     parser.add_argument("--pg-admin", default=os.environ.get("PGADMIN", "postgres"))
     args = parser.parse_args()
-    levels = [int(c) for c in args.concurrency.split(",") if c.strip()]
+    levels = [int(c) for c in (args.concurrency or "50,200").split(",") if c.strip()]
 
     raise_nofile()
     workdir = Path(tempfile.mkdtemp(prefix="tenex-bench-stream-"))
@@ -1022,7 +1308,7 @@ def main() -> int:
         servers.remove(server)
 
     try:
-        log(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, logs in {workdir}")
+        log(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, logs in {workdir}; load average {load_average()}")
         log(f"database {args.database} (owner tenex_owner, server role tenex_app), Redis {args.redis_url}")
         kept = infra.prepare()
         infra.flush_redis()
@@ -1043,17 +1329,27 @@ def main() -> int:
         capture_path = workdir / "capture.json"
         capture_path.write_text(json.dumps({"headers": headers, "chunks": [b.decode("latin-1") for b in blocks]}))
         log("replayed headers: " + "; ".join(f"{n}: {v}" for n, v in headers))
+        if args.paced or args.provider:
+            run_floors(args, infra, key, tenex, (headers, blocks, info), workdir, start, stop)
+            log(f"done in {time.perf_counter() - started:.0f} s; load average {load_average()}")
+            return 0
         bare = start("bare", "bench.bare_sse_app:application", one_port, BENCH_SSE_CAPTURE=str(capture_path))
         more_bare = [start(f"bare-{i}", "bench.bare_sse_app:application", BENCH_SSE_CAPTURE=str(capture_path))
                      for i in range(2, separate + 1)]
+        durable = start("durable", "bench.durable_floor_app:application", BENCH_SSE_CAPTURE=str(capture_path))
+        durable_blocks, _info = asyncio.run(floor_capture(durable, tenex, key))
+        log("durable floor's reply against tenex's: " + compare_bytes(blocks, durable_blocks))
+        durables: list[tuple[int, list[PhaseResult]]] = []
 
         pairs: list[tuple[PhaseResult, PhaseResult]] = []
         for concurrency in levels:
             paths = asyncio.run(create_threads(tenex, key, concurrency, f"c{concurrency}"))
             bare_target = Target("bare", [bare, *more_bare], key, [f"/stream/{i}" for i in range(concurrency)])
             tenex_target = Target("tenex", [tenex, *more_tenex], key, paths)
+            durable_paths = asyncio.run(create_threads(tenex, key, concurrency, f"d{concurrency}"))
+            durable_target = Target("durable", [durable], key, durable_paths)
             results = []
-            for target in (bare_target, tenex_target):
+            for target in (bare_target, durable_target, tenex_target):
                 log(f"{target.label}: {concurrency} concurrent streams, "
                     f"{args.warmup:g} s warm-up + {args.duration:g} s")
                 result = asyncio.run(load_phase(target, concurrency, args.warmup, args.duration, args.client,
@@ -1064,12 +1360,13 @@ def main() -> int:
                 for error, n in sorted(result.errors.items(), key=lambda kv: -kv[1])[:8]:
                     log(f"  error x{n}: {error}")
                 results.append(result)
-                if target is tenex_target:
+                if target is not bare_target:
                     remaining = infra.wait_until_idle(90)
                     if remaining:
                         log(f"  {remaining} replies still streaming 90 s after the phase (left running)")
-            pairs.append((results[0], results[1]))
-        for server in (bare, *more_bare, tenex, *more_tenex):
+            pairs.append((results[0], results[2]))
+            durables.append((concurrency, results))
+        for server in (bare, *more_bare, durable, tenex, *more_tenex):
             stop(server)
 
         rss_results: list[RssResult] = []
@@ -1097,6 +1394,19 @@ def main() -> int:
 
         # --- report ---
         print_phase_table(pairs)
+        print_floor_table("Per reply (0 ms between words): tenex against the durable floor", durables, None)
+        for concurrency, (_bare_r, durable_r, tenex_r) in durables:
+            ratio = tenex_r.events_per_s / durable_r.events_per_s if durable_r.events_per_s else float("nan")
+            cpu_ratio = durable_r.cpu_ms_per_reply() / tenex_r.cpu_ms_per_reply()
+            detail = (f"{tenex_r.events_per_s:,.0f} / {durable_r.events_per_s:,.0f} = {ratio:.2f}; daphne CPU per "
+                      f"reply durable/tenex {fmt(durable_r.cpu_ms_per_reply())} / {fmt(tenex_r.cpu_ms_per_reply())} ms "
+                      f"= {cpu_ratio:.2f}")
+            if durable_r.server_cpu < FLOOR_BOUND_CPU:
+                detail += (f" (the floor used {durable_r.server_cpu:.2f} of a core: it waited on PostgreSQL, Redis or "
+                           f"the machine, so events/s compares latencies; the CPU ratio is what one core could carry)")
+            label = f"{concurrency}: events/s tenex/durable >= {TARGET_DURABLE_RATIO}"
+            passed = ratio >= TARGET_DURABLE_RATIO
+            print(check(label, passed, detail) if concurrency == 50 else f"  [ -- ] {label}: {detail}")
         print()
         print("Ratios (tenex vs the bare floor under the same daphne)")
         print(f"{'conc':>5} {'events/s tenex/bare':>20} {'TTFD p50 added':>15} {'TTFD p99 added':>15}")
@@ -1158,7 +1468,7 @@ def main() -> int:
             print(check(f"RSS per open stream <= {TARGET_RSS_KIB:g} KiB",
                         tenex_rss.per_stream_kib <= TARGET_RSS_KIB and complete,
                         f"{fmt(tenex_rss.per_stream_kib)} KiB over {tenex_rss.opened}/{tenex_rss.wanted} open streams"))
-        log(f"done in {time.perf_counter() - started:.0f} s")
+        log(f"done in {time.perf_counter() - started:.0f} s; load average {load_average()}")
         return 0
     except Exception:
         for server in servers:
