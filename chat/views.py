@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from django import forms
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import transaction
 from django.http import HttpResponse
 from django_filters.rest_framework import DjangoFilterBackend
@@ -219,9 +221,12 @@ class MessageViewSet(ChatViewSet):
         order = request.query_params.get("order", "asc")
         if order not in {"asc", "desc"}:
             raise exceptions.ValidationError({"order": ["Must be asc or desc."]})
-        text = request.query_params.get("q", "")
-        if len(text) > SEARCH_MAX:
-            raise exceptions.ValidationError({"q": [f"Ensure this value has at most {SEARCH_MAX} characters."]})
+        try:  # the thread list's `q` rules (length, no NUL), through the same form field
+            text = forms.CharField(max_length=SEARCH_MAX, required=False, strip=False).clean(
+                request.query_params.get("q", "")
+            )
+        except DjangoValidationError as error:
+            raise exceptions.ValidationError({"q": error.messages}) from None
         thread = self.get_thread(thread_id)
         query = search.text_query(self.scope, text) if text else None
         queryset = selectors.message_list(scope=self.scope, thread=thread, query=query)

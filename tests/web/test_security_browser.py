@@ -101,8 +101,8 @@ def test_the_web_ui_streams_a_reply_under_the_policy(staff_server, watched):
     log_in(watched, base)
     assert violations(watched) == []
     watched.find_element(By.CSS_SELECTOR, "[data-action=new-thread]").click()
+    send(watched, QUESTION)  # the thread is created by its first message
     wait(watched).until(EC.url_matches(rf"^{base}/chat/thr_\w+$"))
-    send(watched, QUESTION)
     seen = watch_reply(watched)
     reply = last_reply(watched)
     assert reply.get_attribute("data-status") == "complete" and GROUNDED in text_of(reply)
