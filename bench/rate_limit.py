@@ -38,7 +38,7 @@ def main() -> None:
     from django.core.cache.backends.locmem import LocMemCache
     from django.core.cache.backends.redis import RedisCache
 
-    from tenex.compat import redis_cache_client
+    from workspaces.compat import redis_cache_client
     from workspaces.ratelimit import Rate, RateCounter
 
     prefix = f"bench-rate-{uuid.uuid4().hex[:8]}"

@@ -1,5 +1,5 @@
-"""The one place tenex reaches into Django's private model API (tests/workspaces/test_compat.py
-fails loudly when an upgrade changes what it relies on).
+"""The one place tenex reaches into private Django APIs (the model and cache internals below;
+tests/workspaces/test_compat.py fails loudly when an upgrade changes what it relies on).
 
 `Model.save()` updates an existing row with `UPDATE … WHERE id = …`: `_do_update` is the only hook
 between Django building that queryset and running it. Tenant models narrow it to their workspace,
@@ -12,12 +12,19 @@ cascaded rows with `WHERE thread_id IN (…)` and deletes collected rows with `W
 `WorkspaceCollector` narrows both to the workspaces of the rows being deleted; tenant models and
 their querysets delete through it.
 
+`redis_cache_client` is the redis-py client behind Django's Redis cache (`RedisCache._cache`), for
+pipelines the public cache API cannot send (the rate limits).
+
 `prefetched` reads what `prefetch_related` stored on an instance, so code that lists a related set
 can use it when present and otherwise ask with a workspace-scoped query of its own.
 """
 
 from __future__ import annotations
 
+from weakref import WeakKeyDictionary
+
+import redis
+from django.core.cache.backends.redis import RedisCache
 from django.db import models, router
 from django.db.models import signals
 from django.db.models.deletion import Collector
@@ -116,3 +123,20 @@ def delete_queryset(queryset: models.QuerySet) -> tuple[int, dict[str, int]]:
     collector = WorkspaceCollector(using=rows.db, origin=queryset)
     collector.collect(rows)
     return collector.delete()
+
+
+_clients: WeakKeyDictionary[RedisCache, redis.Redis] = WeakKeyDictionary()
+
+
+def redis_cache_client(cache: RedisCache, key: str) -> redis.Redis:
+    """The redis-py client Django's Redis cache writes `key` with (`RedisCache._cache` is private).
+
+    Used for a pipeline of commands in one round trip, which the public cache API cannot send.
+    Django builds a new client object (over the same connection pool) for every operation, which
+    costs about as much as a round trip; this one is kept per cache (Django keeps a cache per
+    thread, so per thread too).
+    """
+    client = _clients.get(cache)
+    if client is None:
+        client = _clients[cache] = cache._cache.get_client(key, write=True)
+    return client

@@ -27,8 +27,8 @@ from django.core.cache import caches
 from django.core.cache.backends.base import BaseCache
 from django.core.cache.backends.redis import RedisCache
 
-from tenex.compat import redis_cache_client
 from tenex.env import parse_rate
+from workspaces.compat import redis_cache_client
 
 logger = logging.getLogger(__name__)
 

@@ -4,14 +4,18 @@ that changes it (tests/test_tenant_queries.py checks the behaviour)."""
 from __future__ import annotations
 
 import inspect
+import uuid
 
 import pytest
+import redis
+from django.conf import settings
+from django.core.cache.backends.redis import RedisCache
 from django.db import models
 from django.db.models.deletion import Collector
 
 from chat.models import Thread
 from tests.factories import MessageFactory, ThreadFactory
-from workspaces.compat import DO_UPDATE_PARAMETERS, WorkspaceCollector, prefetched
+from workspaces.compat import DO_UPDATE_PARAMETERS, WorkspaceCollector, prefetched, redis_cache_client
 from workspaces.tenancy import tenant_context
 
 
@@ -36,3 +40,24 @@ def test_prefetched_reads_what_prefetch_related_stored(workspace):
         fetched = Thread.objects.for_workspace(workspace.pk).prefetch_related("messages").get()
     assert prefetched(plain, "messages") is None
     assert prefetched(fetched, "messages") == [message]
+
+
+def test_redis_cache_client_writes_what_the_cache_reads():
+    cache = RedisCache(settings.REDIS_URL, {"KEY_PREFIX": f"test-compat-{uuid.uuid4().hex}"})
+    key = cache.make_and_validate_key("counter")
+    client = redis_cache_client(cache, key)
+    assert isinstance(client, redis.Redis)
+    try:
+        # Integers are stored unpickled, so INCR on a raw key and the cache's get agree.
+        assert client.incr(key) == 1
+        assert cache.get("counter") == 1
+        cache.incr("counter")
+        assert int(client.get(key)) == 2
+    finally:
+        cache.delete("counter")
+
+
+def test_one_client_is_kept_per_cache():
+    cache = RedisCache(settings.REDIS_URL, {})
+    assert redis_cache_client(cache, "a") is redis_cache_client(cache, "b")
+    assert redis_cache_client(RedisCache(settings.REDIS_URL, {}), "a") is not redis_cache_client(cache, "a")
