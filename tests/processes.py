@@ -41,6 +41,21 @@ def server_env(database_name: str, database_port: int | None = None) -> dict[str
     return env
 
 
+def wait_until_healthy(base: str, process: subprocess.Popen, seconds: float, name: str) -> None:
+    """Until `base`/healthz answers 200; RuntimeError with the tail of its log if `process` exits or
+    `seconds` pass first."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"{name} did not start: {process.log_path.read_text()[-3000:]}")
+        time.sleep(0.1)
+
+
 @contextmanager
 def daphne_process(database_port: int | None = None, **env: str):
     """A daphne process serving tenex on the test database (`env` overrides its settings; through
@@ -56,16 +71,7 @@ def daphne_process(database_port: int | None = None, **env: str):
     process.log_path = Path(log.name)  # what it wrote to stderr, for tests that read it
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"daphne did not start: {Path(log.name).read_text()[-2000:]}")
-            time.sleep(0.1)
+        wait_until_healthy(base, process, 30, "daphne")
         yield base, process
     finally:
         if process.poll() is None:

@@ -18,7 +18,7 @@ from django.db import connection
 from chat.models import Message
 from tests.chat.test_daphne_streams import THREADS, headers, read_events, stream_url
 from tests.helpers import free_port, joined_deltas
-from tests.processes import server_env
+from tests.processes import server_env, wait_until_healthy
 from workspaces.tenancy import tenant_context
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
@@ -42,16 +42,7 @@ def serve(processes: int = 2, **env: str):
     process.log_path = Path(log.name)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"serve did not start: {process.log_path.read_text()[-3000:]}")
-            time.sleep(0.1)
+        wait_until_healthy(base, process, 60, "serve")
         yield base, process
     finally:
         if process.poll() is None:
