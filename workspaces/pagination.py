@@ -48,15 +48,14 @@ class KeysetPagination(BasePagination):
     # --- parsing ------------------------------------------------------------------------------
     def get_limit(self, request) -> int:
         raw = request.query_params.get(self.limit_query_param)
-        if raw is None or raw == "":
+        if raw is None:
             return DEFAULT_LIMIT
-        try:
-            limit = int(raw)
-        except ValueError:
-            raise exceptions.ValidationError({"limit": ["limit must be an integer from 1 to 100."]}) from None
-        if limit < 1:
+        # ASCII digits only: int() would also take " 5", "5_0" and other scripts' digits, which
+        # the schema's integer does not describe. Any larger number is clamped, however long.
+        digits = raw.lstrip("0")
+        if not (raw.isascii() and raw.isdigit()) or not digits:
             raise exceptions.ValidationError({"limit": ["limit must be an integer from 1 to 100."]})
-        return min(limit, MAX_LIMIT)
+        return MAX_LIMIT if len(digits) > 3 else min(int(digits), MAX_LIMIT)
 
     def decode_cursor(self, request, fields: list[models.Field]) -> tuple[str, list] | None:
         raw = request.query_params.get(self.cursor_query_param)

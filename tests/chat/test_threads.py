@@ -180,5 +180,8 @@ def test_limit_bounds(alice, workspace):
     for _ in range(3):
         ThreadFactory(workspace=workspace, user=alice.user)
     assert len(alice.client.get(f"{URL}?limit=1000").json()["results"]) == 3
+    assert len(alice.client.get(f"{URL}?limit={'9' * 5000}").json()["results"]) == 3  # clamped, however long
     assert_error(alice.client.get(f"{URL}?limit=0"), 400)
     assert_error(alice.client.get(f"{URL}?limit=abc"), 400)
+    for odd in ("", " 5", "5_0", "\uff15", "5.0", "000"):
+        assert_error(alice.client.get(URL, {"limit": odd}), 400)
