@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import UTC
+
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
+from rest_framework.settings import api_settings
 
 from chat.models import Attachment, File, Message, Thread
 from workspaces.compat import prefetched
@@ -111,6 +114,10 @@ class ThreadSchema(serializers.ModelSerializer):
 
     def get_object(self, thread) -> str:
         return "thread"
+
+    def to_representation(self, thread):
+        # As MessageSchema: `thread_data` writes what the fields above declare, without building them.
+        return thread_data(thread)
 
 
 class SearchHitSchema(serializers.Serializer):
@@ -226,7 +233,13 @@ _DATETIME = serializers.DateTimeField()  # unbound: formats by the DATETIME_FORM
 
 
 def _datetime(value) -> str | None:
-    return None if value is None else _DATETIME.to_representation(value)
+    """`value` as the schemas' DateTimeField writes it: the API's timestamps are always UTC (no request
+    activates another time zone), so an aware value in UTC skips DRF's per-value time zone lookup."""
+    if value is None:
+        return None
+    if value.tzinfo is UTC and isinstance(api_settings.DATETIME_FORMAT, str) and "%" in api_settings.DATETIME_FORMAT:
+        return value.strftime(api_settings.DATETIME_FORMAT)
+    return _DATETIME.to_representation(value)
 
 
 def _text(value) -> str | None:
@@ -277,4 +290,21 @@ def message_data(message: Message) -> dict:
 
 
 def thread_data(thread: Thread) -> dict:
-    return ThreadSchema(thread).data
+    """The thread object of the API: what `ThreadSchema` declares, field for field (tested)."""
+    return {
+        "id": _text(thread.pk),
+        "object": "thread",
+        "title": _text(thread.title),
+        "user_id": _text(thread.user_id),
+        "agent_id": _text(thread.agent_id),
+        "system_prompt": _text(thread.system_prompt),
+        "knowledge_document_ids": thread.knowledge_document_ids,
+        "pinned": bool(thread.pinned),
+        "archived": bool(thread.archived),
+        "message_count": int(thread.message_count),
+        "created_at": _datetime(thread.created_at),
+        "updated_at": _datetime(thread.updated_at),
+        "last_message_at": _datetime(thread.last_message_at),
+        "metadata": thread.metadata,
+        "context": thread.context,
+    }

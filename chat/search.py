@@ -65,7 +65,9 @@ def text_query(scope: Scope, text: str) -> TextQuery | None:
         return None
     config = "simple"
     if connection.vendor == "postgresql":
-        config = Workspace.objects.filter(pk=scope.workspace_id).values_list("search_config", flat=True).first()
+        config = scope.search_config or (
+            Workspace.objects.filter(pk=scope.workspace_id).values_list("search_config", flat=True).first()
+        )
     return TextQuery(terms=terms, config=config or "simple")
 
 
@@ -146,14 +148,29 @@ def message_hits(*, scope: Scope, query: TextQuery, message_ids: list[str]) -> d
 def thread_hits(*, scope: Scope, query: TextQuery, thread_ids: list[str]) -> dict[str, SearchHit]:
     """For each thread of `thread_ids`: its best matching message (or its title when only that
     matches), with that message's snippet; the rank is the better of the title's and the message's."""
-    hits = _best_hits(
-        "chat_message", "content", key="x.thread_id", label="x.id", among="x.thread_id", ids=thread_ids,
+    messages = dict(
+        table="chat_message", column="content", key="x.thread_id", label="x.id", among="x.thread_id", ids=thread_ids,
         scope=scope, query=query,
     )
-    titles = _best_hits(
-        "chat_thread", "title", key="x.id", label="NULL", among="x.id", ids=thread_ids, scope=scope, query=query
+    titles = dict(
+        table="chat_thread", column="title", key="x.id", label="NULL", among="x.id", ids=thread_ids,
+        scope=scope, query=query,
     )
-    for thread_id, title in titles.items():
+    if not thread_ids:
+        return {}
+    if _postgres():
+        # Both in one round trip: the messages' best hits, then the titles'.
+        messages_sql, messages_params = _best_hits_sql(**messages)
+        titles_sql, titles_params = _best_hits_sql(**titles)
+        rows = _fetch(
+            f"SELECT 1, * FROM ({messages_sql}) m UNION ALL SELECT 2, * FROM ({titles_sql}) t",
+            messages_params + titles_params,
+        )
+        hits = _best_per_key(row[1:] for row in rows if row[0] == 1)
+        title_hits = _best_per_key(row[1:] for row in rows if row[0] == 2)
+    else:
+        hits, title_hits = _best_hits(**messages), _best_hits(**titles)
+    for thread_id, title in title_hits.items():
         found = hits.setdefault(thread_id, title)
         found["rank"] = max(found["rank"], title["rank"])
     return hits
@@ -167,21 +184,9 @@ def _best_hits(
     if not ids:
         return {}
     if _postgres():
-        # The page's rows are read by `among` alone and matched after (OFFSET 0 keeps the match
-        # out of the scan: a GIN lookup of a common word or prefix costs more than these few rows).
-        # The snippet is built for each key's best row only (ts_headline reads the whole text).
-        order = "x.position" if table == "chat_message" else "x.id"
-        rows = f"SELECT * FROM {table} x WHERE x.workspace_id = %s AND {among} = ANY(%s) OFFSET 0"
-        best = (
-            f"SELECT DISTINCT ON ({key}) {key} AS key, {label} AS label, ts_rank(x.search_vector, q.q) AS rank, "
-            f"x.search_config, x.{column} AS text FROM ({rows}) x, to_tsquery(%s::regconfig, %s) q(q) "
-            f"WHERE x.search_vector @@ q.q ORDER BY {key}, rank DESC, {order}"
+        sql, params = _best_hits_sql(
+            table, column, key=key, label=label, among=among, ids=ids, scope=scope, query=query
         )
-        sql = (
-            "SELECT key, label, rank, ts_headline(search_config, text, to_tsquery(%s::regconfig, %s), %s) "
-            f"FROM ({best}) b"
-        )
-        params = [query.config, query.tsquery, HEADLINE_OPTIONS, scope.workspace_id, ids, query.config, query.tsquery]
     else:
         # bm25() and snippet() work only in a query on the FTS table itself: the best is picked below.
         fts = f"{table}_fts"
@@ -191,8 +196,33 @@ def _best_hits(
             f"WHERE {fts} MATCH %s AND x.workspace_id = %s AND {among} IN ({', '.join(['%s'] * len(ids))})"
         )
         params = [MARK_START, MARK_END, SNIPPET_WORDS, query.fts5, scope.workspace_id, *ids]
+    return _best_per_key(_fetch(sql, params))
+
+
+def _best_hits_sql(
+    table: str, column: str, *, key: str, label: str, among: str, ids: list[str], scope: Scope, query: TextQuery
+) -> tuple[str, list]:
+    """PostgreSQL: the statement behind `_best_hits`, one row (key, label, rank, marked snippet) per key."""
+    # The page's rows are read by `among` alone and matched after (OFFSET 0 keeps the match
+    # out of the scan: a GIN lookup of a common word or prefix costs more than these few rows).
+    # The snippet is built for each key's best row only (ts_headline reads the whole text).
+    order = "x.position" if table == "chat_message" else "x.id"
+    rows = f"SELECT * FROM {table} x WHERE x.workspace_id = %s AND {among} = ANY(%s) OFFSET 0"
+    best = (
+        f"SELECT DISTINCT ON ({key}) {key} AS key, {label} AS label, ts_rank(x.search_vector, q.q) AS rank, "
+        f"x.search_config, x.{column} AS text FROM ({rows}) x, to_tsquery(%s::regconfig, %s) q(q) "
+        f"WHERE x.search_vector @@ q.q ORDER BY {key}, rank DESC, {order}"
+    )
+    sql = (
+        "SELECT key, label, rank, ts_headline(search_config, text, to_tsquery(%s::regconfig, %s), %s) "
+        f"FROM ({best}) b"
+    )
+    return sql, [query.config, query.tsquery, HEADLINE_OPTIONS, scope.workspace_id, ids, query.config, query.tsquery]
+
+
+def _best_per_key(rows) -> dict[str, SearchHit]:
     hits: dict[str, SearchHit] = {}
-    for found_key, found_label, rank, marked in _fetch(sql, params):
+    for found_key, found_label, rank, marked in rows:
         if found_key not in hits or rank > hits[found_key]["rank"]:
             hits[found_key] = _hit(found_label, rank, marked)
     return hits
@@ -210,17 +240,22 @@ def _hit(message_id: str | None, rank: float, marked: str) -> SearchHit:
 
 
 def split_marks(marked: str) -> tuple[str, list[list[int]]]:
-    """A snippet with match marks → its plain text and the [start, end) offsets of the matches."""
-    text: list[str] = []
+    """A snippet with match marks → its plain text and the [start, end) offsets of the matches.
+
+    A match runs from a start mark to the first end mark after it; an end mark with no start before
+    it, and a match with no text, mark nothing.
+    """
+    parts: list[str] = []
     highlights: list[list[int]] = []
-    start = None
-    for char in marked:  # a snippet is a few words long
-        if char == MARK_START:
-            start = len(text)
-        elif char == MARK_END:
-            if start is not None and len(text) > start:
-                highlights.append([start, len(text)])
-            start = None
-        else:
-            text.append(char)
-    return "".join(text), highlights
+    length = 0
+    for index, piece in enumerate(marked.split(MARK_START)):
+        if index and MARK_END in piece:
+            inside, _, after = piece.partition(MARK_END)
+            if inside:
+                highlights.append([length, length + len(inside)])
+            piece = inside + after.replace(MARK_END, "")
+        elif MARK_END in piece:
+            piece = piece.replace(MARK_END, "")
+        parts.append(piece)
+        length += len(piece)
+    return "".join(parts), highlights

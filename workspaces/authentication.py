@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from django.conf import settings
-from django.db.models import QuerySet
+from django.db.models import F, QuerySet
 from django.utils import timezone
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
@@ -49,7 +49,9 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
             raise exceptions.AuthenticationFailed(UNAUTHORIZED_MESSAGE)
         # An address past its budget of failed authentications is refused before the lookup too.
         refuse_if_address_blocked(request)
-        key = unique_or_none(ApiKey.objects.filter(prefix=parsed.prefix))
+        key = unique_or_none(
+            ApiKey.objects.filter(prefix=parsed.prefix).annotate(workspace_search_config=F("workspace__search_config"))
+        )
         if key is None or not digest_matches(parsed.raw, key.secret_hash) or not key.is_usable():
             raise exceptions.AuthenticationFailed(UNAUTHORIZED_MESSAGE)
         self._touch(key)
@@ -59,6 +61,7 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
             scopes=frozenset(key.scopes),
             key_id=key.id,
             is_service=key.is_service,
+            search_config=key.workspace_search_config,
         )
         return KeyPrincipal(key), scope
 
@@ -104,6 +107,7 @@ def membership_scope(membership: Membership) -> Scope:
         scopes=frozenset(ALL_SCOPES),
         key_id=None,
         is_service=False,
+        search_config=membership.workspace.search_config,
     )
 
 

@@ -35,6 +35,9 @@ class Scope:
     scopes: frozenset[str] = field(default_factory=lambda: _EVERY_SCOPE)
     key_id: str | None = None
     is_service: bool = False
+    # The workspace's text search configuration, when authentication read it with the key or the
+    # membership (one query fewer per search); None: search reads it from the workspace.
+    search_config: str | None = None
 
     @property
     def owner_user_id(self) -> str | None:
@@ -49,6 +52,7 @@ class Scope:
             scopes=self.scopes,
             key_id=self.key_id,
             is_service=self.is_service,
+            search_config=self.search_config,
         )
 
 

@@ -7,6 +7,7 @@ import psycopg
 import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from chat.search import split_marks
 from tests.factories import MessageFactory, ThreadFactory
@@ -122,6 +123,25 @@ def test_english_configuration_stems_and_reindexes(alice, workspace):
 def test_split_marks():
     assert split_marks("a \ue000b\ue001 c \ue000dd\ue001") == ("a b c dd", [[2, 3], [6, 8]])
     assert split_marks("plain") == ("plain", [])
+    assert split_marks("\ue000☕ caf\u00e9\ue001!") == ("☕ caf\u00e9!", [[0, 6]])  # code points, not bytes
+    assert split_marks("a\ue001b \ue000c") == ("ab c", [])  # a stray end, a start never closed
+    assert split_marks("\ue000\ue001x \ue000a\ue000b\ue001\ue001") == ("x ab", [[3, 4]])  # empty; restarted
+
+
+def test_searching_asks_the_workspace_nothing_more(alice, workspace):
+    """Authentication reads the workspace's search configuration with the key: a search sends
+    the planner's estimate, the page and one statement for every hit's snippet, and no more."""
+    thread = ThreadFactory(workspace=workspace, user=alice.user, title="Pricing")
+    MessageFactory(thread=thread, position=1, content="Pro pricing is monthly")
+    alice.client.get(URL)  # the key's last use is written once a minute: not part of what is counted
+    with CaptureQueriesContext(connection) as captured:
+        response = alice.client.get(f"{URL}?q=pric")
+    assert ids(response) == [thread.pk]
+    assert response.json()["results"][0]["search"]["snippet"] == "Pro pricing is monthly"
+    statements = [q["sql"] for q in captured.captured_queries]
+    assert not [sql for sql in statements if "search_config" in sql and "workspaces_workspace" in sql
+                and "apikey" not in sql], statements
+    assert len([sql for sql in statements if "ts_headline" in sql or "snippet(" in sql]) == 1, statements
 
 
 # --- the plan under row-level security ----------------------------------------------------------

@@ -185,3 +185,31 @@ def test_limit_bounds(alice, workspace):
     assert_error(alice.client.get(f"{URL}?limit=abc"), 400)
     for odd in ("", " 5", "5_0", "\uff15", "5.0", "000"):
         assert_error(alice.client.get(URL, {"limit": odd}), 400)
+
+
+def test_the_thread_object_is_what_its_schema_declares(alice, workspace):
+    """`thread_data` writes the thread object by hand (fast); DRF's own rendering of the declared
+    fields must give the same JSON, for a bare thread and a full one."""
+    from rest_framework import serializers
+    from rest_framework.renderers import JSONRenderer
+
+    from chat.schemas import ThreadSchema, thread_data
+    from tests.agents.factories import AgentFactory
+
+    agent = AgentFactory(workspace=workspace)
+    threads = [
+        ThreadFactory(workspace=workspace, user=alice.user),
+        ThreadFactory(
+            workspace=workspace, user=alice.user, agent=agent, title=" ☕ spaced ", system_prompt="Be brief.\n",
+            knowledge_document_ids=["doc_a", "doc_b"], pinned=True, archived=True, message_count=7,
+            metadata={"crm": {"id": 12, "tags": ["é", None]}}, context={"agent": {"id": agent.pk, "version": 3}},
+            last_message_at=dt.datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=dt.UTC),
+        ),
+    ]
+    with tenant_context(workspace.pk):
+        for thread in threads:
+            thread = Thread.objects.for_workspace(workspace.pk).get(pk=thread.pk)
+            declared = serializers.ModelSerializer.to_representation(ThreadSchema(), thread)
+            written = thread_data(thread)
+            assert list(written) == list(declared)
+            assert JSONRenderer().render(written) == JSONRenderer().render(declared)
