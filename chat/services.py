@@ -14,6 +14,7 @@ from agents.context import build_thread_context
 from agents.models import Agent
 from chat.models import Attachment, File, Message, Thread
 from knowledge.models import Document
+from workspaces.compat import set_prefetched
 from workspaces.errors import ReferenceNotFound
 from workspaces.tenancy import Scope, lock_or_not_found, unique_or_none
 
@@ -177,14 +178,7 @@ def _insert_messages(scope: Scope, messages: list[tuple[Message, list[dict] | No
     for message, _attachments in messages:
         # What was just written is what the message's attachments are: serializing it needs no query.
         mine = [row for row in created if row.message is message]
-        message._prefetched_objects_cache = {"attachments": known_queryset(message.attachments.all(), mine)}
-
-
-def known_queryset(queryset, rows: list):
-    """A queryset whose rows are already known, as Django's own prefetching leaves it."""
-    queryset._result_cache = rows
-    queryset._prefetch_done = True
-    return queryset
+        set_prefetched(message, "attachments", mine)
 
 
 def _record_appended(*, scope: Scope, thread: Thread, locked: Thread, first: Message, count: int, now) -> None:
@@ -233,7 +227,8 @@ def message_send(
 ) -> tuple[Message, Message]:
     """Append the user's message and the assistant's reply (streaming); generation starts after commit."""
     from chat.attachments import attach_files_to_thread, resolve_attachments
-    from chat.stream.records import generation_input, lease_deadline
+    from chat.prompt import generation_input
+    from chat.stream.records import lease_deadline
     from chat.stream.runtime import get_runtime
 
     resolved = resolve_attachments(scope=scope, items=attachments, thread_id=thread.pk) if attachments else []

@@ -35,11 +35,13 @@ from agents.providers import get_provider
 from agents.providers.base import ProviderError, TextDelta, Usage
 from agents.runtime import ToolCallUpdate, run_assistant
 from chat.files import files_cleanup
+from chat.prompt import GenerationInput
 from chat.stream import records
 from chat.stream.endings import DATABASE_UNAVAILABLE_ERROR, OutageOutlasted, record_when_back, retry_through_outage
 from chat.stream.events import make_event
 from chat.stream.log import CANCEL_REQUESTED, TERMINAL_TYPES, async_redis_client, cancel_key, get_stream_log
 from tenex.database_breaker import breaker
+from workspaces.compat import register_before_thread_pools_close
 
 logger = logging.getLogger(__name__)
 
@@ -235,8 +237,8 @@ class GenerationRuntime:
             expires = time.time() + settings.TENEX_STREAM_LEASE_SECONDS
             self.redis().zadd(LEASES_KEY, {lease_member(workspace_id, message_id): expires})
 
-    def start(self, workspace_id: str, message_id: str, loaded: records.GenerationInput) -> None:
-        """Produce a reply this process leased at insert (`records.generation_input` read its input)."""
+    def start(self, workspace_id: str, message_id: str, loaded: GenerationInput) -> None:
+        """Produce a reply this process leased at insert (`chat.prompt.generation_input` read its input)."""
         # Before the request that sent the message starts reading it: its reader waits here, not in Redis.
         self.log.expect(message_id)
         self.loop.call_soon_threadsafe(
@@ -352,7 +354,7 @@ class GenerationRuntime:
         if generation.publish_error is not None:
             raise generation.publish_error
 
-    async def _generate(self, workspace_id: str, message_id: str, loaded: records.GenerationInput) -> None:
+    async def _generate(self, workspace_id: str, message_id: str, loaded: GenerationInput) -> None:
         generation = ActiveGeneration(
             workspace_id=workspace_id, message_id=message_id, thread_id=loaded.thread_id, created_at=loaded.created_at
         )
@@ -392,7 +394,7 @@ class GenerationRuntime:
                 # the sweep finds the reply ended and lets it be.
                 self._ended_leases.append(lease_member(workspace_id, message_id))
 
-    async def _produce(self, generation: ActiveGeneration, loaded: records.GenerationInput) -> tuple[str, dict | None]:
+    async def _produce(self, generation: ActiveGeneration, loaded: GenerationInput) -> tuple[str, dict | None]:
         """Run the assistant until it ends or the generation is cancelled (which cancels the provider call)."""
         consuming = generation.consuming = asyncio.ensure_future(self._consume(generation, loaded))
         if generation.stopped:
@@ -410,7 +412,7 @@ class GenerationRuntime:
             return ("interrupted", None) if generation.lost else ("cancelled", None)
         return consuming.result()
 
-    async def _consume(self, generation: ActiveGeneration, loaded: records.GenerationInput) -> tuple[str, dict | None]:
+    async def _consume(self, generation: ActiveGeneration, loaded: GenerationInput) -> tuple[str, dict | None]:
         state = generation.state
         events = run_assistant(loaded.request, get_provider())
         try:
@@ -698,9 +700,6 @@ def get_runtime() -> GenerationRuntime:
             _runtime = GenerationRuntime()
             # Before the interpreter stops thread pools (concurrent.futures refuses new work from
             # then on, and the replies' database steps need it): finish what is in progress.
-            # `threading._register_atexit` is CPython's hook for exactly that (3.9+); without it,
-            # a plain atexit hook still drains, only after the pools have closed.
-            register = getattr(threading, "_register_atexit", atexit.register)
-            register(partial(_runtime.drain, settings.TENEX_SHUTDOWN_DRAIN_SECONDS))
+            register_before_thread_pools_close(partial(_runtime.drain, settings.TENEX_SHUTDOWN_DRAIN_SECONDS))
             atexit.register(_runtime.shutdown)
         return _runtime

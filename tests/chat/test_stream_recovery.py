@@ -16,6 +16,7 @@ from django.utils import timezone
 from agents.providers.base import Turn
 from agents.runtime import trim_history
 from chat.models import Message, Thread
+from chat.prompt import generation_input
 from chat.stream import records
 from chat.stream.log import RedisStreamLog, get_stream_log
 from chat.stream.runtime import LEASES_KEY, get_runtime
@@ -205,7 +206,7 @@ def load_history_of_turns(workspace, thread_id: str, turns: int, padding: int):
         )
         target = Thread.objects.get(pk=thread_id)
         with CaptureQueriesContext(connection) as queries:
-            loaded = records.generation_input(workspace.pk, target, reply.position, reply.created_at)
+            loaded = generation_input(workspace.pk, target, reply.position, reply.created_at)
     full = [Turn(role=role(p), content=text(p)) for p in range(1, turns + 1)]
     return loaded.request.history, full, queries.captured_queries
 
