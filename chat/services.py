@@ -130,10 +130,10 @@ def thread_delete(*, scope: Scope, thread: Thread) -> None:
     thread.delete()
 
     def after_commit() -> None:
-        from chat.stream.signals import request_cancel
+        from chat.stream.runtime import get_runtime
 
         for message_id in streaming:
-            request_cancel(message_id)
+            get_runtime().cancels.request_cancel(message_id)
         storage = File._meta.get_field("blob").storage
         for name in blob_names:
             storage.delete(name)

@@ -37,15 +37,15 @@ from agents.runtime import ToolCallUpdate, run_assistant
 from chat.files import files_cleanup
 from chat.prompt import GenerationInput
 from chat.stream import records
+from chat.stream.cancel import CancelBus
 from chat.stream.endings import DATABASE_UNAVAILABLE_ERROR, OutageOutlasted, record_when_back, retry_through_outage
 from chat.stream.events import make_event
-from chat.stream.log import CANCEL_REQUESTED, TERMINAL_TYPES, async_redis_client, cancel_key, get_stream_log
+from chat.stream.log import CANCEL_REQUESTED, TERMINAL_TYPES, async_redis_client, get_stream_log
 from tenex.database_breaker import breaker
 from workspaces.compat import register_before_thread_pools_close
 
 logger = logging.getLogger(__name__)
 
-CANCEL_CHANNEL = "tenex:cancel"
 LEASES_KEY = "tenex:leases"  # a sorted set: lease_member(...) scored by when the lease lapses
 CHECKPOINT_SECONDS = 1.0
 FILE_CLEANUP_SECONDS = 3600.0
@@ -95,6 +95,8 @@ class ActiveGeneration:
         if self.consuming is not None and not self.consuming.done():
             self.consuming.cancel()
 
+    cancel = stop
+
 
 class GenerationRuntime:
     def __init__(self) -> None:
@@ -103,7 +105,6 @@ class GenerationRuntime:
         self.redis_url = settings.REDIS_URL
         self.active: dict[str, ActiveGeneration] = {}
         self._tasks: set[asyncio.Task] = set()
-        self._early_cancels: dict[str, float] = {}
         # Generations with events to write, in the order they published, and the one task writing them.
         self._unflushed: dict[str, ActiveGeneration] = {}
         self._ended_leases: list[str] = []  # lease_member()s of replies ended here, for the sweep's list
@@ -117,6 +118,10 @@ class GenerationRuntime:
         self.loop = asyncio.new_event_loop()
         self.loop.set_default_executor(
             ThreadPoolExecutor(max_workers=settings.TENEX_TOOL_THREADS, thread_name_prefix="tenex-tools")
+        )
+        self.cancels = CancelBus(
+            loop=self.loop, redis_url=self.redis_url, sync_redis=self.redis, active=self.active,
+            await_ending=self.await_ending,
         )
         self._thread = threading.Thread(target=self._run_loop, name="tenex-generation", daemon=True)
         self._ready = threading.Event()
@@ -133,7 +138,7 @@ class GenerationRuntime:
         self._sweeper = self._keep(self.loop.create_task(self._sweep_forever()))
         self._checkpointer = self._keep(self.loop.create_task(self._checkpoint_forever()))
         if self.redis_url:
-            self._keep(self.loop.create_task(self._listen_for_cancels()))
+            self._keep(self.loop.create_task(self.cancels.listen_for_cancels()))
         self.loop.run_forever()
 
     def _keep(self, task: asyncio.Task) -> asyncio.Task:
@@ -245,54 +250,6 @@ class GenerationRuntime:
             lambda: self._keep(self.loop.create_task(self._generate(workspace_id, message_id, loaded)))
         )
 
-    def request_cancel(self, message_id: str) -> None:
-        """Ask whichever process produces this message to stop (safe to call from any thread)."""
-        self.loop.call_soon_threadsafe(self._cancel_local, message_id)
-        if self.redis_url:
-            client = self.redis()
-            client.set(cancel_key(message_id), "1", ex=3600)
-            client.publish(CANCEL_CHANNEL, message_id)
-
-    def _cancel_local(self, message_id: str) -> None:
-        generation = self.active.get(message_id)
-        if generation is not None:
-            generation.stop()
-        else:
-            # The cancel may beat the generation's start on this loop: remember it for a while.
-            self._early_cancels[message_id] = time.monotonic()
-            if len(self._early_cancels) > 10_000:
-                oldest = sorted(self._early_cancels, key=self._early_cancels.get)[:5_000]
-                for stale in oldest:
-                    self._early_cancels.pop(stale, None)
-
-    async def _listen_for_cancels(self) -> None:
-        import redis.asyncio as aioredis
-
-        while True:
-            try:
-                client = aioredis.Redis.from_url(self.redis_url)
-                async with client.pubsub() as pubsub:
-                    await pubsub.subscribe(CANCEL_CHANNEL)
-                    # Notices published while we were not subscribed (Redis restarting) are lost;
-                    # the cancel marks are not: a reply with no append to come soon must not miss one.
-                    for message_id in list(self.active):
-                        if await client.exists(cancel_key(message_id)):
-                            self._cancel_local(message_id)
-                    async for item in pubsub.listen():
-                        if item.get("type") == "message":
-                            data = item["data"]
-                            self._cancel_local(data.decode() if isinstance(data, bytes) else data)
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # noqa: BLE001 - keep listening through Redis restarts
-                logger.warning("cancel listener lost Redis; retrying", exc_info=True)
-                await asyncio.sleep(1)
-
-    def _cancel_was_requested(self, message_id: str) -> bool:
-        # A cancel this process heard of before the reply started here. One it missed (its pub/sub
-        # notice lost to a Redis blip) stops the reply at its next append, which sees the cancel mark.
-        return self._early_cancels.pop(message_id, None) is not None
-
     # --- producing ----------------------------------------------------------------------------
     def _publish(self, generation: ActiveGeneration, kind: str, **payload: Any) -> None:
         """Number the event and queue it for the log; the process's one flusher writes the queues.
@@ -361,7 +318,7 @@ class GenerationRuntime:
         self.active[message_id] = generation
         try:
             generation.claimed = True  # from now on the checkpointer saves it and renews its lease
-            if self._cancel_was_requested(message_id):
+            if self.cancels.cancel_was_requested(message_id):
                 generation.stop()
             try:
                 status, error = await self._produce(generation, loaded)
