@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import re
 from typing import Any
 
@@ -17,8 +16,6 @@ from knowledge.models import Document
 from workspaces.compat import set_prefetched
 from workspaces.errors import ReferenceNotFound
 from workspaces.tenancy import Scope, lock_or_not_found, unique_or_none
-
-logger = logging.getLogger(__name__)
 
 TITLE_FROM_MESSAGE_MAX = 80
 _WHITESPACE = re.compile(r"\s+")
@@ -254,14 +251,7 @@ def message_send(
     _record_appended(scope=scope, thread=thread, locked=locked, first=user_message, count=2, now=now)
     workspace_id, reply_id = scope.workspace_id, reply.pk
 
-    def start_generation() -> None:
-        try:
-            runtime.track_new(workspace_id, reply_id)
-        except Exception:  # noqa: BLE001 - readers still end it by its database lease
-            logger.warning("could not record the lease of %s in Redis", reply_id, exc_info=True)
-        runtime.start(workspace_id, reply_id, loaded)
-
-    transaction.on_commit(start_generation)
+    transaction.on_commit(lambda: runtime.start(workspace_id, reply_id, loaded))
     return user_message, reply
 
 
