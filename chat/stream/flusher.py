@@ -10,13 +10,11 @@ another process ended the message (its first seq was taken), or a cancel of it w
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from chat.stream.events import make_event
+from chat.stream.generation import Generation
 from chat.stream.log import CANCEL_REQUESTED, StreamLog
-
-if TYPE_CHECKING:
-    from chat.stream.generation import Generation
 
 
 class EventFlusher:

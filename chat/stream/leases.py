@@ -17,16 +17,14 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import suppress
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.conf import settings
 
 from chat.stream import records
 from chat.stream.events import make_event
+from chat.stream.generation import Generation
 from chat.stream.log import TERMINAL_TYPES, StreamLog, async_redis_client
-
-if TYPE_CHECKING:
-    from chat.stream.generation import Generation
 
 logger = logging.getLogger(__name__)
 

@@ -3,7 +3,8 @@
 A reply never runs inside an HTTP request's coroutine. `start` hands the message to this loop after
 the request's transaction committed. The parts, each in its own module:
 
-- `Producer` (generation.py): runs each reply (`Generation`) from its input to its recorded ending;
+- `Producer` (producer.py): runs each reply (a `Generation`, generation.py) from its input to its
+  recorded ending;
 - `EventFlusher` (flusher.py): writes the events of every reply to the stream log, batched;
 - `LeaseKeeper` (leases.py): checkpoints and leases, the sweep, the endings of orphaned replies;
 - `CancelBus` (cancel.py): cancel signals from any process.
@@ -34,9 +35,10 @@ from django.db import close_old_connections, connections
 from chat.prompt import GenerationInput
 from chat.stream.cancel import CancelBus
 from chat.stream.flusher import EventFlusher
-from chat.stream.generation import Generation, Producer
+from chat.stream.generation import Generation
 from chat.stream.leases import LeaseKeeper
 from chat.stream.log import get_stream_log
+from chat.stream.producer import Producer
 from tenex.database_breaker import breaker
 from workspaces.compat import register_before_thread_pools_close
 
