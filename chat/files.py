@@ -15,13 +15,14 @@ import io
 import json
 import logging
 import os
+import threading
 from datetime import timedelta
 
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import UploadedFile
 from django.core.files.uploadhandler import FileUploadHandler
-from django.db import transaction
+from django.db import close_old_connections, connections, transaction
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, serializers, status
@@ -30,6 +31,7 @@ from rest_framework.response import Response
 
 from chat.models import File
 from chat.schemas import FileSchema
+from tenex.database_breaker import breaker
 from workspaces.errors import ApiError, PayloadTooLarge
 from workspaces.models import Workspace
 from workspaces.schemas import ExactCharField, StrictSerializer
@@ -231,6 +233,30 @@ def files_cleanup(*, older_than: timedelta = UNATTACHED_FILE_TTL, batch_size: in
             if len(stale) < batch_size:
                 break
     return removed
+
+
+FILES_CLEANUP_SECONDS = 3600.0
+
+
+def start_periodic_files_cleanup(every: float = FILES_CLEANUP_SECONDS) -> threading.Event:
+    """Run `files_cleanup` now and then every `every` seconds on a daemon thread of its own, for the
+    life of a server process, until the returned event is set (`manage.py cleanup_files` does the
+    same once, for an outside scheduler)."""
+    stop = threading.Event()
+
+    def run() -> None:
+        while not stop.is_set():
+            close_old_connections()
+            try:
+                breaker.call(files_cleanup)  # refused at once while PostgreSQL is known down
+            except Exception:  # noqa: BLE001 - tried again next time
+                logger.warning("the cleanup of unattached uploads failed", exc_info=True)
+            finally:
+                connections["default"].close()  # held for the cleanup only
+            stop.wait(every)
+
+    threading.Thread(target=run, name="tenex-files-cleanup", daemon=True).start()
+    return stop
 
 
 # --- the endpoint -------------------------------------------------------------------------------

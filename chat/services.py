@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import re
 from typing import Any
 
@@ -14,10 +13,9 @@ from agents.context import build_thread_context
 from agents.models import Agent
 from chat.models import Attachment, File, Message, Thread
 from knowledge.models import Document
+from workspaces.compat import set_prefetched
 from workspaces.errors import ReferenceNotFound
 from workspaces.tenancy import Scope, lock_or_not_found, unique_or_none
-
-logger = logging.getLogger(__name__)
 
 TITLE_FROM_MESSAGE_MAX = 80
 _WHITESPACE = re.compile(r"\s+")
@@ -129,10 +127,10 @@ def thread_delete(*, scope: Scope, thread: Thread) -> None:
     thread.delete()
 
     def after_commit() -> None:
-        from chat.stream.signals import request_cancel
+        from chat.stream.runtime import get_runtime
 
         for message_id in streaming:
-            request_cancel(message_id)
+            get_runtime().cancels.request_cancel(message_id)
         storage = File._meta.get_field("blob").storage
         for name in blob_names:
             storage.delete(name)
@@ -177,14 +175,7 @@ def _insert_messages(scope: Scope, messages: list[tuple[Message, list[dict] | No
     for message, _attachments in messages:
         # What was just written is what the message's attachments are: serializing it needs no query.
         mine = [row for row in created if row.message is message]
-        message._prefetched_objects_cache = {"attachments": known_queryset(message.attachments.all(), mine)}
-
-
-def known_queryset(queryset, rows: list):
-    """A queryset whose rows are already known, as Django's own prefetching leaves it."""
-    queryset._result_cache = rows
-    queryset._prefetch_done = True
-    return queryset
+        set_prefetched(message, "attachments", mine)
 
 
 def _record_appended(*, scope: Scope, thread: Thread, locked: Thread, first: Message, count: int, now) -> None:
@@ -233,7 +224,8 @@ def message_send(
 ) -> tuple[Message, Message]:
     """Append the user's message and the assistant's reply (streaming); generation starts after commit."""
     from chat.attachments import attach_files_to_thread, resolve_attachments
-    from chat.stream.records import generation_input, lease_deadline
+    from chat.prompt import generation_input
+    from chat.stream.records import lease_deadline
     from chat.stream.runtime import get_runtime
 
     resolved = resolve_attachments(scope=scope, items=attachments, thread_id=thread.pk) if attachments else []
@@ -259,14 +251,7 @@ def message_send(
     _record_appended(scope=scope, thread=thread, locked=locked, first=user_message, count=2, now=now)
     workspace_id, reply_id = scope.workspace_id, reply.pk
 
-    def start_generation() -> None:
-        try:
-            runtime.track_new(workspace_id, reply_id)
-        except Exception:  # noqa: BLE001 - readers still end it by its database lease
-            logger.warning("could not record the lease of %s in Redis", reply_id, exc_info=True)
-        runtime.start(workspace_id, reply_id, loaded)
-
-    transaction.on_commit(start_generation)
+    transaction.on_commit(lambda: runtime.start(workspace_id, reply_id, loaded))
     return user_message, reply
 
 

@@ -343,10 +343,10 @@ class MessageViewSet(ChatViewSet):
     def cancel(self, request, thread_id=None, message_id=None):
         message = self.get_message(thread_id, message_id)
         if not message.is_final:
-            from chat.stream.cancel import cancel_and_wait
+            from chat.stream.runtime import get_runtime
 
             try:
-                cancel_and_wait(self.scope.workspace_id, message.pk)
+                get_runtime().cancels.cancel_and_wait(self.scope.workspace_id, message.pk)
             except ConnectionError:
                 raise ServiceUnavailable() from None
             message = self.get_message(thread_id, message_id)

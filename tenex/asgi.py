@@ -20,12 +20,15 @@ from tenex.handler import PooledThreadASGIHandler
 
 django_asgi_app = PooledThreadASGIHandler()
 
+from chat.files import start_periodic_files_cleanup
 from chat.mcp.http import mcp_endpoint
 from chat.stream.runtime import get_runtime
 
 # The generation runtime starts with the server, so its sweep ends replies that a previous
 # process left streaming even before the first request arrives.
 get_runtime()
+# Uploads never attached within a day go, hourly (also `manage.py cleanup_files`).
+start_periodic_files_cleanup()
 
 # Everything loaded so far (Django, the apps, the URL conf) lives as long as the process: move it
 # out of the collector's generations, so the full collections a busy server still runs walk the

@@ -34,6 +34,7 @@ from django.db import close_old_connections
 from django.http import FileResponse
 from django.urls import set_script_prefix
 
+from workspaces.compat import forget_resource_closer
 from workspaces.errors import json_error_response
 
 
@@ -140,8 +141,7 @@ class PooledThreadASGIHandler(ASGIHandler):
             if request is not None:
                 # The view has read what it needs: close the request now rather than when the body
                 # ends, so an open stream does not keep it (headers, body, user, scope) alive.
-                with suppress(ValueError):
-                    response._resource_closers.remove(request.close)
+                forget_resource_closer(response, request.close)
                 request.close()
             # The body streams from the event loop: this thread moves on, its connection goes back.
             close_old_connections()

@@ -102,9 +102,10 @@ TENEX_REQUEST_THREADS = env_int("TENEX_REQUEST_THREADS", 16, minimum=1)
 TENEX_GENERATION_DB_THREADS = env_int("TENEX_GENERATION_DB_THREADS", 8, minimum=1)
 TENEX_TOOL_THREADS = env_int("TENEX_TOOL_THREADS", 4, minimum=1)
 TENEX_STREAM_DB_THREADS = env_int("TENEX_STREAM_DB_THREADS", 4, minimum=1)
-# ...plus one for the MCP server's calls (one thread, Channels' thread-sensitive executor).
+# ...plus one for the MCP server's calls (one thread, Channels' thread-sensitive executor) and one
+# for the hourly cleanup of unattached uploads (chat/files.py).
 DATABASE_THREADS = (
-    TENEX_REQUEST_THREADS + TENEX_GENERATION_DB_THREADS + TENEX_TOOL_THREADS + TENEX_STREAM_DB_THREADS + 1
+    TENEX_REQUEST_THREADS + TENEX_GENERATION_DB_THREADS + TENEX_TOOL_THREADS + TENEX_STREAM_DB_THREADS + 2
 )
 DATABASE_URL = env_str("DATABASE_URL")
 if DATABASE_URL:
@@ -140,18 +141,13 @@ else:
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "workspaces.User"
 
-# --- Redis / channel layer -------------------------------------------------------------------
+# --- Redis ------------------------------------------------------------------------------------
+# Stream logs, cancel signals, leases and shared counters; no Channels channel layer: nothing sends
+# through one (cancels need a mark that outlives a lost notice, and channels_redis has no Redis
+# Cluster support).
 REDIS_URL = env_str("REDIS_URL")
 if REDIS_URL:
     check_redis_url(REDIS_URL)
-    CHANNEL_LAYERS = {
-        "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "prefix": "tenex:layer"},
-        }
-    }
-else:
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -307,7 +303,8 @@ ANTHROPIC_BASE_URL = env_str("ANTHROPIC_BASE_URL", "")
 ANTHROPIC_API_KEY = env_str("ANTHROPIC_API_KEY", "")
 TENEX_LOCAL_TOKEN_DELAY_MS = env_int("TENEX_LOCAL_TOKEN_DELAY_MS", 15, minimum=0)
 TENEX_HISTORY_TOKEN_BUDGET = env_int("TENEX_HISTORY_TOKEN_BUDGET", 6000, minimum=100)
-TENEX_MAX_TOOL_ROUNDS = env_int("TENEX_MAX_TOOL_ROUNDS", 4, minimum=1)
+# How many times a reply may call tools before the provider must answer in text (a constant).
+TENEX_MAX_TOOL_ROUNDS = 4
 TENEX_TOOLS = env_list(
     "TENEX_TOOLS", ["agents.tools.search_knowledge", "agents.tools.run_agent"]
 )
@@ -316,7 +313,8 @@ TENEX_TOOLS = env_list(
 TENEX_STREAM_LEASE_SECONDS = env_int("TENEX_STREAM_LEASE_SECONDS", 10, minimum=2)
 TENEX_STREAM_PING_SECONDS = env_int("TENEX_STREAM_PING_SECONDS", 15, minimum=1)
 TENEX_STREAM_TTL_SECONDS = env_int("TENEX_STREAM_TTL_SECONDS", 2 * 24 * 3600, minimum=60)
-TENEX_STREAM_MAXLEN = env_int("TENEX_STREAM_MAXLEN", 100_000, minimum=100)
+# Events a reply's Redis stream keeps at most (a constant: a reply's events are far fewer).
+TENEX_STREAM_MAXLEN = 100_000
 TENEX_STREAM_MIRROR_SECONDS = env_int("TENEX_STREAM_MIRROR_SECONDS", 10, minimum=0)
 TENEX_REDIS_MAX_CONNECTIONS = env_int("TENEX_REDIS_MAX_CONNECTIONS", 2000, minimum=10)
 TENEX_SWEEP_SECONDS = env_int("TENEX_SWEEP_SECONDS", 5, minimum=1)

@@ -16,11 +16,18 @@ their querysets delete through it.
 pipelines the public cache API cannot send (the rate limits).
 
 `prefetched` reads what `prefetch_related` stored on an instance, so code that lists a related set
-can use it when present and otherwise ask with a workspace-scoped query of its own.
+can use it when present and otherwise ask with a workspace-scoped query of its own; `set_prefetched`
+stores rows already known (just written) the same way, so serializing them needs no query.
+
+Beyond the model API: `forget_resource_closer` takes a closer off a response (Django runs a
+response's closers when it closes), and `register_before_thread_pools_close` runs a function at
+interpreter exit before `concurrent.futures` refuses new work (CPython's `threading._register_atexit`).
 """
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from weakref import WeakKeyDictionary
 
 import redis
@@ -28,6 +35,7 @@ from django.core.cache.backends.redis import RedisCache
 from django.db import models, router
 from django.db.models import signals
 from django.db.models.deletion import Collector
+from django.http import HttpResponseBase
 
 DO_UPDATE_PARAMETERS = ("self", "base_qs", "using", "pk_val", "values", "update_fields", "forced_update")
 
@@ -114,6 +122,35 @@ def prefetched(instance: models.Model, name: str) -> list | None:
     return list(cache[name])
 
 
+def set_prefetched(instance: models.Model, name: str, rows: list) -> None:
+    """Store `rows` as what `prefetch_related(name)` would have fetched for `instance`: the related
+    manager's `all()` then answers them without a query (rows just written, for serializing)."""
+    queryset = getattr(instance, name).all()
+    queryset._result_cache = list(rows)
+    queryset._prefetch_done = True
+    cache = getattr(instance, "_prefetched_objects_cache", None)
+    if not isinstance(cache, dict):
+        cache = instance._prefetched_objects_cache = {}
+    cache[name] = queryset
+
+
+def forget_resource_closer(response: HttpResponseBase, closer: Callable[[], None]) -> None:
+    """Take `closer` off what `response.close()` will call (Django registers the request's `close`
+    there); nothing happens if it is not registered."""
+    closers = response._resource_closers
+    if closer in closers:
+        closers.remove(closer)
+
+
+def register_before_thread_pools_close(function: Callable[[], None]) -> None:
+    """Call `function` at interpreter exit before thread pools stop taking work.
+
+    `concurrent.futures` refuses new work once CPython's threading shutdown hooks ran; a plain
+    `atexit` hook runs after them. `threading._register_atexit` (3.9+) runs before them.
+    """
+    threading._register_atexit(function)
+
+
 def delete_queryset(queryset: models.QuerySet) -> tuple[int, dict[str, int]]:
     """`QuerySet.delete()` through a `WorkspaceCollector` (the queryset's own checks first)."""
     if queryset.query.is_sliced or queryset.query.distinct_fields or queryset._fields is not None:
@@ -122,7 +159,9 @@ def delete_queryset(queryset: models.QuerySet) -> tuple[int, dict[str, int]]:
     rows._for_write = True
     collector = WorkspaceCollector(using=rows.db, origin=queryset)
     collector.collect(rows)
-    return collector.delete()
+    deleted = collector.delete()
+    queryset._result_cache = None  # as QuerySet.delete() leaves the queryset: to be read afresh
+    return deleted
 
 
 _clients: WeakKeyDictionary[RedisCache, redis.Redis] = WeakKeyDictionary()

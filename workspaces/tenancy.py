@@ -140,9 +140,7 @@ class TenantQuerySet(models.QuerySet):
     def delete(self):
         from workspaces.compat import delete_queryset
 
-        deleted = delete_queryset(self)
-        self._result_cache = None
-        return deleted
+        return delete_queryset(self)
 
 
 class TenantManager(models.Manager.from_queryset(TenantQuerySet)):

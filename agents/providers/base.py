@@ -36,6 +36,10 @@ class ToolCallRequest:
     arguments: dict[str, Any]
 
 
+# Between a user turn's text and each attachment's content (`chat.prompt.render_user_turn`).
+ATTACHMENT_MARKER = "\n\n--- Attachment: "
+
+
 @dataclass
 class Turn:
     """One conversation entry sent to a provider.

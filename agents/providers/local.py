@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Iterator
 from django.conf import settings
 
 from agents.providers.base import (
+    ATTACHMENT_MARKER,
     ProviderEvent,
     ProviderRequest,
     TextDelta,
@@ -25,7 +26,6 @@ from agents.providers.base import (
 )
 from workspaces.ids import new_call_id
 
-ATTACHMENT_MARKER = "\n\n--- Attachment: "
 _CHUNKS = re.compile(r"\S+\s*|\s+")
 MAX_QUOTES = 3
 MAX_QUERY_CHARS = 500

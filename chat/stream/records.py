@@ -14,17 +14,11 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
-from agents.context import system_prompt_for
-from agents.providers.base import Turn
-from agents.runtime import CHARS_PER_TOKEN, AssistantRequest
-from chat.models import Attachment, Message, Thread
-from workspaces.tenancy import Scope, set_database_workspace, tenant_context, unique_or_none
-
-DEFAULT_OPEN_TOOLS = ("search_knowledge", "run_agent")
-ATTACHMENT_MARKER = "\n\n--- Attachment: "
+from chat.models import Message, Thread
+from workspaces.compat import set_prefetched
+from workspaces.tenancy import set_database_workspace, tenant_context, unique_or_none
 
 
 @dataclass
@@ -54,115 +48,8 @@ class GenerationState:
         return settled
 
 
-@dataclass
-class GenerationInput:
-    thread_id: str
-    created_at: datetime  # the reply's, so its ending is recorded and serialized without reading it back
-    request: AssistantRequest
-
-
 def lease_deadline():
     return timezone.now() + timedelta(seconds=settings.TENEX_STREAM_LEASE_SECONDS)
-
-
-def render_user_turn(content: str, attachments: list[tuple[str, str, str]]) -> str:
-    """The user's text followed by what they attached ((title, type, content) each), as the assistant sees it."""
-    parts = [content]
-    for title, kind, attached in attachments:
-        parts.append(f"{ATTACHMENT_MARKER}{title or kind} ---\n{attached}")
-    return "".join(parts)
-
-
-def history_turns(workspace_id: str, earlier) -> list[Turn]:
-    """The turns the provider may see, oldest first: plain rows, no model instances (a hot path)."""
-    rows = history_rows(workspace_id, earlier)
-    attached: dict[str, list[tuple[str, str, str]]] = {}
-    with_attachments = [row[0] for row in rows if row[1] == Message.Role.USER and row[3]]
-    if with_attachments:
-        for message_id, title, kind, content in (
-            Attachment.objects.for_workspace(workspace_id)
-            .filter(message_id__in=with_attachments)
-            .order_by("message_id", "position", "id")
-            .values_list("message_id", "title", "type", "content")
-        ):
-            attached.setdefault(message_id, []).append((title, kind, content))
-    turns: list[Turn] = []
-    for pk, role, content, _attached, _position in rows:
-        if role == Message.Role.USER:
-            turns.append(Turn(role="user", content=render_user_turn(content, attached.get(pk, []))))
-        elif content:
-            turns.append(Turn(role="assistant", content=content))
-    return turns
-
-
-def _tool_names(thread: Thread) -> list[str]:
-    from agents.tools import registered_tools
-
-    available = registered_tools()
-    agent = (thread.context or {}).get("agent")
-    wanted = list(agent.get("tools") or ["search_knowledge"]) if agent else list(DEFAULT_OPEN_TOOLS)
-    return [name for name in wanted if name in available]
-
-
-
-
-# However long a thread grows, a turn reads at most this many earlier rows.
-HISTORY_SCAN_LIMIT = 5000
-HISTORY_FIRST_PAGE = 16
-
-
-def history_rows(workspace_id: str, earlier) -> list[tuple[str, str, str, bool, int]]:
-    """The earlier rows the trimmed history can reach, oldest first: (pk, role, content, has
-    attachments, position).
-
-    Read newest first, in pages that double (one query for most threads), until the per-message
-    estimate `trim_history` uses, on the text alone (attachments and tool calls only add), passes
-    the budget, that row included: so everything `trim_history` would keep is here, and a long
-    thread's old turns are never read.
-    """
-    budget = settings.TENEX_HISTORY_TOKEN_BUDGET
-    has_attachments = Exists(
-        Attachment.objects.for_workspace(workspace_id).filter(message_id=OuterRef("pk"))
-    )
-    newest_first = (
-        earlier.order_by("-position").annotate(attached=has_attachments)
-        .values_list("pk", "role", "content", "attached", "position")
-    )
-    rows: list[tuple[str, str, str, bool, int]] = []
-    used = 0
-    page = HISTORY_FIRST_PAGE
-    while len(rows) < HISTORY_SCAN_LIMIT:
-        query = newest_first.filter(position__lt=rows[-1][4]) if rows else newest_first
-        fetched = list(query[: min(page, HISTORY_SCAN_LIMIT - len(rows))])
-        for row in fetched:
-            rows.append(row)
-            size = len(row[2])
-            used += max(1, size // CHARS_PER_TOKEN) if size else 0
-            if used > budget:
-                return rows[::-1]
-        if len(fetched) < page:
-            break
-        page *= 2
-    return rows[::-1]
-
-
-def generation_input(workspace_id: str, thread: Thread, position: int, created_at) -> GenerationInput:
-    """What the assistant needs to write the reply at `position` of `thread`.
-
-    Read in the transaction that appends the reply, with the thread's row locked, so the history is
-    exactly what precedes the reply; the producer then starts without a database step of its own.
-    """
-    earlier = Message.objects.for_workspace(workspace_id).filter(thread_id=thread.pk, position__lt=position)
-    request = AssistantRequest(
-        scope=Scope(workspace_id=workspace_id, user_id=thread.user_id),
-        thread_id=thread.pk,
-        system=system_prompt_for(thread.context or {}, thread.system_prompt),
-        history=history_turns(workspace_id, earlier),
-        tool_names=_tool_names(thread),
-        model=settings.TENEX_LLM_MODEL,
-        knowledge_document_ids=tuple(thread.knowledge_document_ids or ()),
-    )
-    return GenerationInput(thread_id=thread.pk, created_at=created_at, request=request)
 
 
 def checkpoint_many(producer: str, replies: list[tuple[str, str, GenerationState]]) -> set[str]:
@@ -272,13 +159,12 @@ def _ending(state: GenerationState, status: str, error: dict | None, now: dateti
 def _serialized(workspace_id: str, message_id: str, thread_id: str, created_at: datetime, ending: dict) -> dict:
     """The reply as `ending` leaves it, serialized without a query (replies carry no attachments)."""
     from chat.schemas import message_data
-    from chat.services import known_queryset
 
     message = Message(
         pk=message_id, workspace_id=workspace_id, thread_id=thread_id, role=Message.Role.ASSISTANT,
         created_at=created_at, **ending,
     )
-    message._prefetched_objects_cache = {"attachments": known_queryset(message.attachments.all(), [])}
+    set_prefetched(message, "attachments", [])
     return message_data(message)
 
 

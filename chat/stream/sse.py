@@ -177,7 +177,7 @@ class ReplyReader:
         runtime = get_runtime()
         try:
             await asyncio.wrap_future(
-                runtime.submit(runtime.interrupt_if_expired(self.workspace_id, self.message_id))
+                runtime.submit(runtime.leases.interrupt_if_expired(self.workspace_id, self.message_id))
             )
         except (redis.RedisError, OSError, *DATABASE_ERRORS) as exc:
             # The log holds the text the ending is rebuilt from: try again at the next check.

@@ -6,6 +6,7 @@ import datetime as dt
 import hashlib
 import io
 import json
+import time
 
 import pytest
 from django.core.files.storage import default_storage
@@ -13,7 +14,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
 from django.utils import timezone
 
-from chat.files import clean_filename, file_upload, files_cleanup
+from chat.files import clean_filename, file_upload, files_cleanup, start_periodic_files_cleanup
 from chat.models import File
 from tests.factories import ThreadFactory
 from tests.helpers import assert_error
@@ -238,6 +239,21 @@ def test_cleanup_removes_only_old_unattached_files_in_every_workspace(
     assert stored_files(other_workspace) == []
     assert all(not default_storage.exists(name) for name in old_blobs)
     assert all(default_storage.exists(f.blob.name) for f in stored_files(workspace))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_server_processes_clean_up_on_a_thread_of_their_own(alice, workspace, media_root):
+    assert upload(alice.client, "old.txt", b"x").status_code == 201
+    with tenant_context(workspace.pk):
+        File.objects.for_workspace(workspace.pk).update(created_at=timezone.now() - dt.timedelta(hours=25))
+    stop = start_periodic_files_cleanup(every=0.1)
+    try:
+        deadline = time.monotonic() + 30
+        while stored_files(workspace) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        stop.set()
+    assert stored_files(workspace) == []
 
 
 def test_cleanup_command_prints_how_many_it_removed(alice, workspace, django_capture_on_commit_callbacks):

@@ -40,7 +40,7 @@ def test_the_sse_block_carries_id_type_and_the_text():
 
 
 def test_text_that_cannot_travel_as_utf8_is_made_safe():
-    from chat.stream.runtime import utf8_safe
+    from chat.stream.producer import utf8_safe
 
     assert utf8_safe("plain ") == "plain "
     assert utf8_safe("caf\u00e9 \U0001f680") == "caf\u00e9 \U0001f680"

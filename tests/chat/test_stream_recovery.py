@@ -16,9 +16,11 @@ from django.utils import timezone
 from agents.providers.base import Turn
 from agents.runtime import trim_history
 from chat.models import Message, Thread
+from chat.prompt import generation_input
 from chat.stream import records
+from chat.stream.leases import LEASES_KEY
 from chat.stream.log import RedisStreamLog, get_stream_log
-from chat.stream.runtime import LEASES_KEY, get_runtime
+from chat.stream.runtime import get_runtime
 from tests.helpers import joined_deltas, parse_sse, streamed_body
 from workspaces.tenancy import tenant_context
 
@@ -139,7 +141,7 @@ def test_sweep_ends_replies_whose_producer_died(alice, thread, workspace):
     client = redis.Redis.from_url(settings.REDIS_URL)
     client.zadd(LEASES_KEY, {f"{workspace.pk}|{stuck.pk}": time.time() - 1})
     runtime = get_runtime()
-    assert runtime.submit(runtime.sweep()).result(timeout=10) >= 1
+    assert runtime.submit(runtime.leases.sweep()).result(timeout=10) >= 1
     with tenant_context(workspace.pk):
         stuck.refresh_from_db()
     assert stuck.status == "interrupted" and stuck.content == "Half"
@@ -153,7 +155,7 @@ def test_a_live_lease_is_not_swept(alice, thread, workspace):
     alive = orphan(workspace, thread["id"], lease_in=30)
     redis.Redis.from_url(settings.REDIS_URL).zadd(LEASES_KEY, {f"{workspace.pk}|{alive.pk}": time.time() + 30})
     runtime = get_runtime()
-    runtime.submit(runtime.sweep()).result(timeout=10)
+    runtime.submit(runtime.leases.sweep()).result(timeout=10)
     with tenant_context(workspace.pk):
         alive.refresh_from_db()
     assert alive.status == "streaming"
@@ -205,7 +207,7 @@ def load_history_of_turns(workspace, thread_id: str, turns: int, padding: int):
         )
         target = Thread.objects.get(pk=thread_id)
         with CaptureQueriesContext(connection) as queries:
-            loaded = records.generation_input(workspace.pk, target, reply.position, reply.created_at)
+            loaded = generation_input(workspace.pk, target, reply.position, reply.created_at)
     full = [Turn(role=role(p), content=text(p)) for p in range(1, turns + 1)]
     return loaded.request.history, full, queries.captured_queries
 

@@ -4,18 +4,32 @@ that changes it (tests/test_tenant_queries.py checks the behaviour)."""
 from __future__ import annotations
 
 import inspect
+import subprocess
+import sys
+import threading
 import uuid
+from pathlib import Path
 
 import pytest
 import redis
 from django.conf import settings
 from django.core.cache.backends.redis import RedisCache
-from django.db import models
+from django.db import connection, models
 from django.db.models.deletion import Collector
+from django.http import HttpResponse, StreamingHttpResponse
+from django.test.utils import CaptureQueriesContext
 
 from chat.models import Thread
 from tests.factories import MessageFactory, ThreadFactory
-from workspaces.compat import DO_UPDATE_PARAMETERS, WorkspaceCollector, prefetched, redis_cache_client
+from workspaces.compat import (
+    DO_UPDATE_PARAMETERS,
+    WorkspaceCollector,
+    forget_resource_closer,
+    prefetched,
+    redis_cache_client,
+    register_before_thread_pools_close,
+    set_prefetched,
+)
 from workspaces.tenancy import tenant_context
 
 
@@ -61,3 +75,45 @@ def test_one_client_is_kept_per_cache():
     cache = RedisCache(settings.REDIS_URL, {})
     assert redis_cache_client(cache, "a") is redis_cache_client(cache, "b")
     assert redis_cache_client(RedisCache(settings.REDIS_URL, {}), "a") is not redis_cache_client(cache, "a")
+
+
+@pytest.mark.django_db
+def test_set_prefetched_rows_are_what_the_related_manager_answers(workspace):
+    thread = ThreadFactory(workspace=workspace)
+    known = MessageFactory.build(thread=thread, workspace=workspace)
+    with CaptureQueriesContext(connection) as queries:
+        set_prefetched(thread, "messages", [known])
+        assert list(thread.messages.all()) == [known]
+        assert prefetched(thread, "messages") == [known]
+    assert queries.captured_queries == []
+    set_prefetched(thread, "messages", [])
+    assert list(thread.messages.all()) == [] and prefetched(thread, "messages") == []
+
+
+@pytest.mark.parametrize("response_class", [HttpResponse, StreamingHttpResponse])
+def test_a_forgotten_resource_closer_is_not_called_when_the_response_closes(response_class):
+    called = []
+    response = response_class()
+    response._resource_closers.append(lambda: called.append("kept"))  # as Django's handler registers them
+    response._resource_closers.append(forgotten := lambda: called.append("forgotten"))
+    forget_resource_closer(response, forgotten)
+    forget_resource_closer(response, forgotten)  # not registered any more: nothing happens
+    response.close()
+    assert called == ["kept"]
+
+
+def test_the_pre_pool_shutdown_hook_runs_while_thread_pools_still_take_work():
+    assert callable(threading._register_atexit)
+    script = """
+import django
+django.setup()
+from concurrent.futures import ThreadPoolExecutor
+from workspaces.compat import register_before_thread_pools_close
+
+pool = ThreadPoolExecutor(1)
+register_before_thread_pools_close(lambda: print(pool.submit(lambda: "accepted").result()))
+"""
+    assert register_before_thread_pools_close.__module__ == "workspaces.compat"
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd=root)
+    assert out.stdout.strip() == "accepted", out.stderr
