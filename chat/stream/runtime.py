@@ -40,6 +40,7 @@ from chat.stream.endings import DATABASE_UNAVAILABLE_ERROR, OutageOutlasted, rec
 from chat.stream.events import make_event
 from chat.stream.log import CANCEL_REQUESTED, TERMINAL_TYPES, async_redis_client, cancel_key, get_stream_log
 from tenex.database_breaker import breaker
+from tenex.redis_clients import async_client, sync_client
 
 logger = logging.getLogger(__name__)
 
@@ -215,13 +216,11 @@ class GenerationRuntime:
 
     def redis(self):
         """A synchronous Redis client for callers outside the loop (views), per configured URL."""
-        import redis
-
         url = settings.REDIS_URL or self.redis_url
         with self._sync_redis_lock:
             client = self._sync_redis.get(url)
             if client is None:
-                client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
+                client = sync_client(url, socket_connect_timeout=2, socket_timeout=5)
                 self._sync_redis[url] = client
             return client
 
@@ -264,11 +263,9 @@ class GenerationRuntime:
                     self._early_cancels.pop(stale, None)
 
     async def _listen_for_cancels(self) -> None:
-        import redis.asyncio as aioredis
-
         while True:
             try:
-                client = aioredis.Redis.from_url(self.redis_url)
+                client = async_client(self.redis_url)  # on a cluster, PUBLISH reaches every node
                 async with client.pubsub() as pubsub:
                     await pubsub.subscribe(CANCEL_CHANNEL)
                     # Notices published while we were not subscribed (Redis restarting) are lost;
