@@ -78,6 +78,14 @@ def async_client(url: str, **options: Any):
     return RedisCluster.from_url(first, startup_nodes=[ClusterNode(h, p) for h, p in nodes[1:]], **options)
 
 
+async def ready_async_client(url: str, **options: Any):
+    """`async_client`, a cluster one having learnt the cluster's layout (its pub/sub needs that)."""
+    client = async_client(url, **options)
+    if is_cluster(url):
+        await client.initialize()
+    return client
+
+
 def check_reachable(url: str, timeout: float) -> None:
     """Raise unless the store answers: the server, or every master of a cluster that serves all
     its slots (a cluster client refuses to start on one that does not)."""

@@ -190,6 +190,7 @@ class LogFollower:
         # Named by node: a cluster client would otherwise ask a server where XREAD's keys are
         # (its keys have no fixed place) before every read. A slot that moved answers MOVED, which
         # the client follows; a node that is gone fails the read, and the next one finds the new one.
+        await self._pool.initialize()  # learns the layout: first, and again after a node failed
         node = self._pool.get_node_from_key(shard.wake_key)
         return await self._pool.execute_command(
             "XREAD", "COUNT", self.READ_COUNT, "BLOCK", self.BLOCK_MS, "STREAMS", *streams.keys(), *streams.values(),

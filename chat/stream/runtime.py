@@ -40,7 +40,7 @@ from chat.stream.endings import DATABASE_UNAVAILABLE_ERROR, OutageOutlasted, rec
 from chat.stream.events import make_event
 from chat.stream.log import CANCEL_REQUESTED, TERMINAL_TYPES, async_redis_client, cancel_key, get_stream_log
 from tenex.database_breaker import breaker
-from tenex.redis_clients import async_client, sync_client
+from tenex.redis_clients import ready_async_client, sync_client
 
 logger = logging.getLogger(__name__)
 
@@ -265,7 +265,7 @@ class GenerationRuntime:
     async def _listen_for_cancels(self) -> None:
         while True:
             try:
-                client = async_client(self.redis_url)  # on a cluster, PUBLISH reaches every node
+                client = await ready_async_client(self.redis_url)  # on a cluster, PUBLISH reaches every node
                 async with client.pubsub() as pubsub:
                     await pubsub.subscribe(CANCEL_CHANNEL)
                     # Notices published while we were not subscribed (Redis restarting) are lost;
