@@ -152,12 +152,7 @@ class RedisCluster:
 
     def start(self) -> None:
         for port in self.ports:
-            self.processes[port] = subprocess.Popen(
-                ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
-                 "--cluster-config-file", f"{self.directory}/nodes-{port}.conf", "--cluster-node-timeout", "1000",
-                 "--repl-diskless-sync-delay", "0", "--save", "", "--appendonly", "no", "--dir", self.directory],
-                stdout=subprocess.DEVNULL,
-            )
+            self.start_node(port)
         for port in self.ports:
             self.wait_for(lambda port=port: self.node(port).ping(), f"redis-server on {port} did not start")
         subprocess.run(
@@ -199,6 +194,20 @@ class RedisCluster:
             if process.poll() is None and self.node(port).info("replication").get("master_port") == master_port:
                 return port
         raise AssertionError(f"{master_port} has no replica")
+
+    def start_node(self, port: int) -> None:
+        """Start (again) the node on `port`, with the cluster configuration it kept."""
+        self.processes[port] = subprocess.Popen(
+            ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
+             "--cluster-config-file", f"{self.directory}/nodes-{port}.conf", "--cluster-node-timeout", "1000",
+             "--repl-diskless-sync-delay", "0", "--save", "", "--appendonly", "no", "--dir", self.directory],
+            stdout=subprocess.DEVNULL,
+        )
+
+    def kill_node(self, port: int) -> None:
+        """SIGKILL the node on `port` (no goodbye to the cluster, as a crashed machine)."""
+        self.processes[port].kill()
+        self.processes[port].wait(10)
 
     def stop(self) -> None:
         for process in self.processes.values():

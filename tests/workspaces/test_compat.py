@@ -61,3 +61,20 @@ def test_one_client_is_kept_per_cache():
     cache = RedisCache(settings.REDIS_URL, {})
     assert redis_cache_client(cache, "a") is redis_cache_client(cache, "b")
     assert redis_cache_client(RedisCache(settings.REDIS_URL, {}), "a") is not redis_cache_client(cache, "a")
+
+
+def test_the_cluster_cache_keeps_djangos_client_hooks():
+    """RedisClusterCache swaps `RedisCache._class` and overrides `RedisCacheClient.get_client`:
+    both must still be what Django's cache calls (no connection is made here)."""
+    from django.core.cache.backends.redis import RedisCacheClient
+
+    from workspaces.compat import RedisClusterCache, RedisClusterCacheClient
+
+    assert tuple(inspect.signature(RedisCacheClient.get_client).parameters) == ("self", "key", "write")
+    assert tuple(inspect.signature(RedisCacheClient.__init__).parameters)[:5] == (
+        "self", "servers", "serializer", "pool_class", "parser_class"
+    )
+    cache = RedisClusterCache(["redis+cluster://127.0.0.1:7000"], {"OPTIONS": {"socket_timeout": 1}})
+    assert type(cache._cache) is RedisClusterCacheClient
+    assert cache._cache._serializer.dumps(5) == 5  # integers unpickled, so INCR works on them
+    assert redis_cache_client(RedisCache(settings.REDIS_URL, {}), "a").__class__ is redis.Redis
