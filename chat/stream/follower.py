@@ -121,8 +121,9 @@ class LogFollower:
             group = hash_tag(key) if self._by_slot else None
             shard = min((s for s in self._shards if s.group == group), key=lambda s: len(s.logs), default=None)
             if shard is None or len(shard.logs) >= self.KEYS_PER_SHARD:
-                tag = group if group is not None else uuid.uuid4().hex
-                shard = _Shard(wake_key=f"tenex:wake:{{{tag}}}:{uuid.uuid4().hex}", group=group)
+                name = uuid.uuid4().hex
+                wake_key = f"tenex:wake:{{{group}}}:{name}" if group is not None else f"tenex:wake:{{{name}}}"
+                shard = _Shard(wake_key=wake_key, group=group)
                 self._shards.append(shard)
             self._shard_of[key] = shard
         return shard
