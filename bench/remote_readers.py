@@ -18,7 +18,10 @@ Each side runs in a fresh process and is measured twice:
    together; and `--together` for all at once). CPU of the readers' thread per event received,
    and how many events arrived.
 
-Prints both sides and tenex/baseline. Needs Redis; FLUSHes the DB it is given.
+Prints both sides and tenex/baseline. Needs Redis; FLUSHes the DB it is given. `--redis-url` may
+name a Redis Cluster (`redis+cluster://host:port`, see docs/scaling.md): tenex's reads are then
+grouped by slot, the baseline's go through redis-py's cluster client one per reader, and the
+clients are counted on every master.
 """
 
 from __future__ import annotations
@@ -72,34 +75,46 @@ def make_reader(side: str, redis_url: str):
     async def read(message_id: str, after_seq: int, block_seconds: float):
         loop = asyncio.get_running_loop()
         client = clients.get(loop) or clients.setdefault(loop, async_redis_client(redis_url))
-        reply = await client.xread(
-            {RedisStreamLog.key(message_id): f"{after_seq}-0"}, count=1000, block=int(block_seconds * 1000)
-        )
+        key = RedisStreamLog.key(message_id)
+        if hasattr(client, "get_node_from_key"):  # a cluster: sent to the key's master, as tenex does
+            await client.initialize()
+            reply = await client.execute_command(
+                "XREAD", "COUNT", 1000, "BLOCK", int(block_seconds * 1000), "STREAMS", key, f"{after_seq}-0",
+                target_nodes=client.get_node_from_key(key),
+            )
+        else:
+            reply = await client.xread({key: f"{after_seq}-0"}, count=1000, block=int(block_seconds * 1000))
         return [Event.decode(fields[b"e"]) for _stream, entries in reply or [] for _id, fields in entries]
 
     return read
 
 
+def client_count(raw) -> int:
+    """Clients connected to the server, or to every master of a cluster."""
+    if not hasattr(raw, "get_primaries"):
+        return len(raw.client_list())
+    return sum(len(raw.client_list(target_nodes=node)) for node in raw.get_primaries())
+
+
 def run_side(side: str, args) -> dict:
     """In a fresh process: both measurements for one side."""
     setup_django(args.redis_url)
-    import redis
-
     from chat.stream.events import make_event
     from chat.stream.log import RedisStreamLog
+    from tenex.redis_clients import sync_client
 
-    raw = redis.Redis.from_url(args.redis_url)
+    raw = sync_client(args.redis_url)
     raw.flushdb()
     read = make_reader(side, args.redis_url)
 
     async def wait_all() -> tuple[int, int, int, int]:
         await read("msg_warm", 0, 0.05)  # the pool and its first connection exist on both sides
-        clients_before = len(raw.client_list())
+        clients_before = client_count(raw)
         before = rss_kib()
         waits = [asyncio.ensure_future(read(f"msg_quiet{index}", 0, 60)) for index in range(args.idle_readers)]
         await asyncio.sleep(5)
         after = rss_kib()
-        clients_after = len(raw.client_list())
+        clients_after = client_count(raw)
         for wait in waits:
             wait.cancel()
         await asyncio.gather(*waits, return_exceptions=True)
@@ -171,7 +186,7 @@ def main() -> None:
     results = {}
     for side in ("baseline", "tenex"):
         command = [sys.executable, __file__, "--side", side, *sys.argv[1:]]
-        output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+        output = subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True).stdout
         results[side] = json.loads(output.strip().splitlines()[-1])
     base, tenex = results["baseline"], results["tenex"]
     timing = "all at once" if args.together else "staggered"

@@ -94,9 +94,18 @@ def read_secret_file(path: Path) -> str | None:
 
 
 def check_redis_url(url: str, *, name: str = "REDIS_URL") -> str:
+    from tenex.redis_clients import cluster_nodes, is_cluster
+
     parts = urlsplit(url)
-    if parts.scheme not in {"redis", "rediss", "unix"}:
-        raise ImproperlyConfigured(f"{name} must be a redis:// or rediss:// URL, got {url!r}")
+    if is_cluster(url):
+        try:
+            cluster_nodes(url)
+        except ValueError as exc:
+            raise ImproperlyConfigured(f"{name}: {exc}") from None
+    elif parts.scheme not in {"redis", "rediss", "unix"}:
+        raise ImproperlyConfigured(
+            f"{name} must be a redis://, rediss:// or (a Redis Cluster) redis+cluster:// URL, got {url!r}"
+        )
     return url
 
 

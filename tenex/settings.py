@@ -20,6 +20,7 @@ from tenex.env import (
     parse_database_url,
     read_secret_file,
 )
+from tenex.redis_clients import is_cluster
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(env_str("TENEX_DATA_DIR", str(BASE_DIR / "var")))
@@ -148,6 +149,7 @@ AUTH_USER_MODEL = "workspaces.User"
 REDIS_URL = env_str("REDIS_URL")
 if REDIS_URL:
     check_redis_url(REDIS_URL)
+REDIS_CLUSTER = bool(REDIS_URL) and is_cluster(REDIS_URL)
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -224,8 +226,11 @@ TENEX_CACHE_PREFIX = env_str("TENEX_CACHE_PREFIX", "tenex:cache")
 if REDIS_URL:
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
-            "LOCATION": REDIS_URL,
+            # A cluster: Django's Redis cache over redis-py's cluster client (workspaces/compat.py).
+            "BACKEND": "workspaces.compat.RedisClusterCache"
+            if REDIS_CLUSTER
+            else "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": [REDIS_URL] if REDIS_CLUSTER else REDIS_URL,  # a list: a cluster URL may hold commas
             "KEY_PREFIX": TENEX_CACHE_PREFIX,
             # A Redis that stops answering costs a request at most this long (limits then fail open).
             "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},

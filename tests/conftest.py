@@ -46,6 +46,15 @@ def server_processes_count_apart():
         yield
 
 
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory):
+    """A private Redis Cluster (3 masters, 3 replicas) for the tests that ask for it, started once."""
+    from tests.processes import redis_cluster as start_cluster
+
+    with start_cluster(str(tmp_path_factory.mktemp("redis-cluster"))) as cluster:
+        yield cluster
+
+
 @pytest.fixture(autouse=True)
 def fresh_cache_namespace(settings):
     """Each test counts rate limits and failed sign-ins from zero, under a key prefix of its own

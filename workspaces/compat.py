@@ -15,6 +15,11 @@ their querysets delete through it.
 `redis_cache_client` is the redis-py client behind Django's Redis cache (`RedisCache._cache`), for
 pipelines the public cache API cannot send (the rate limits).
 
+`RedisClusterCache` is Django's Redis cache over a Redis Cluster (REDIS_URL `redis+cluster://…`):
+Django's `RedisCache` with its client class (`RedisCache._class`, private) replaced by one that
+hands out redis-py's `RedisCluster` instead of a connection pool per server, and that splits the
+few multi-key operations by slot. Everything else (keys, timeouts, serialization) stays Django's.
+
 `prefetched` reads what `prefetch_related` stored on an instance, so code that lists a related set
 can use it when present and otherwise ask with a workspace-scoped query of its own; `set_prefetched`
 stores rows already known (just written) the same way, so serializing them needs no query.
@@ -31,11 +36,13 @@ from collections.abc import Callable
 from weakref import WeakKeyDictionary
 
 import redis
-from django.core.cache.backends.redis import RedisCache
+from django.core.cache.backends.redis import RedisCache, RedisCacheClient
 from django.db import models, router
 from django.db.models import signals
 from django.db.models.deletion import Collector
 from django.http import HttpResponseBase
+
+from tenex.redis_clients import shared_sync_client
 
 DO_UPDATE_PARAMETERS = ("self", "base_qs", "using", "pk_val", "values", "update_fields", "forced_update")
 
@@ -179,3 +186,39 @@ def redis_cache_client(cache: RedisCache, key: str) -> redis.Redis:
     if client is None:
         client = _clients[cache] = cache._cache.get_client(key, write=True)
     return client
+
+
+class RedisClusterCacheClient(RedisCacheClient):
+    """Django's Redis cache client over one `RedisCluster` (shared by every thread of the process)."""
+
+    def __init__(self, servers, serializer=None, pool_class=None, parser_class=None, **options):
+        super().__init__(servers, serializer=serializer, **options)
+        self._cluster_url = servers[0]
+        self._cluster_options = options
+
+    def get_client(self, key=None, *, write=False):
+        return shared_sync_client(self._cluster_url, **self._cluster_options)
+
+    def get_many(self, keys):
+        keys = list(keys)
+        values = self.get_client().mget_nonatomic(keys)  # one MGET per slot
+        found = zip(keys, values, strict=True)
+        return {key: self._serializer.loads(value) for key, value in found if value is not None}
+
+    def set_many(self, data, timeout):
+        pipeline = self.get_client().pipeline(transaction=False)  # MSET would need one slot
+        for key, value in data.items():
+            value = self._serializer.dumps(value)
+            if timeout == 0:
+                pipeline.delete(key)
+            else:
+                pipeline.set(key, value, ex=timeout)
+        pipeline.execute()
+
+
+class RedisClusterCache(RedisCache):
+    """`django.core.cache.backends.redis.RedisCache` on a Redis Cluster; LOCATION: [the cluster URL]."""
+
+    def __init__(self, server, params):
+        super().__init__(server, params)
+        self._class = RedisClusterCacheClient

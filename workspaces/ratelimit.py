@@ -1,11 +1,12 @@
 """Request counters shared by every process: per API key, and per client address for requests that
 fail authentication.
 
-Counts live in Django's default cache: Redis (`django.core.cache.backends.redis.RedisCache`) when
-`REDIS_URL` is set, so every process counts against one total; in-process otherwise (the embedded
-default is one process). Each limit is a sliding window estimated from two fixed windows (the
-"sliding window counter"): the current window's count plus the previous window's, weighted by how
-much of it still lies inside the last `period` seconds. It never allows a burst of twice the limit
+Counts live in Django's default cache: Redis (`django.core.cache.backends.redis.RedisCache`, or
+its Redis Cluster form `workspaces.compat.RedisClusterCache`) when `REDIS_URL` is set, so every
+process counts against one total; in-process otherwise (the embedded default is one process).
+Each limit is a sliding window estimated from two fixed windows (the "sliding window counter"):
+the current window's count plus the previous window's, weighted by how much of it still lies
+inside the last `period` seconds. It never allows a burst of twice the limit
 across a window's edge, and costs one round trip: on Redis, one pipeline that creates the current
 window's counter with its expiry, increments it and reads the previous one.
 A refused request is not counted (its increment is taken back), as DRF's throttles do.

@@ -68,12 +68,10 @@ def readyz(request):
     from django.conf import settings
 
     if settings.REDIS_URL:
-        import redis
+        from tenex.redis_clients import check_reachable
 
         try:
-            client = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=1, socket_timeout=1)
-            client.ping()
-            client.close()
+            check_reachable(settings.REDIS_URL, timeout=1)
             checks["stream_store"] = "ok"
         except Exception as exc:  # noqa: BLE001
             checks["stream_store"] = f"error: {exc.__class__.__name__}"

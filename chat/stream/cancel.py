@@ -89,11 +89,11 @@ class CancelBus:
 
     async def listen_for_cancels(self) -> None:
         """On the runtime loop, for the process's life: stop the replies other processes cancel."""
-        import redis.asyncio as aioredis
+        from tenex.redis_clients import ready_async_client
 
         while True:
             try:
-                client = aioredis.Redis.from_url(self.redis_url)
+                client = await ready_async_client(self.redis_url)  # on a cluster, PUBLISH reaches every node
                 async with client.pubsub() as pubsub:
                     await pubsub.subscribe(CANCEL_CHANNEL)
                     # Notices published while we were not subscribed (Redis restarting) are lost;

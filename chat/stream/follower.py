@@ -11,8 +11,12 @@ that read's block: every shard's read also covers the shard's own wake stream, a
 adds an entry to it. Redis answers a read at once when a stream it names has entries after the
 given id, so a wake that reaches Redis before the read it is meant for still ends that read.
 
-Everything here runs on one event loop (the reader's); no locks. Redis Cluster would need the keys
-of one read to share a slot; shards are not grouped by slot (the log does not use a cluster client).
+On a Redis Cluster the keys of one read must share a slot: shards are then grouped by hash tag
+(the logs' `{tenex:sN}`, so at most LOG_SHARDS groups however many logs), each shard's wake stream
+carries its group's tag, and its reads go on the loop's cluster client to the node serving that
+slot (which follows a slot that moved, as after a failover).
+
+Everything here runs on one event loop (the reader's); no locks.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chat.stream.events import Event
+from tenex.redis_clients import hash_tag
 
 
 @dataclass(eq=False)
@@ -39,7 +44,8 @@ class _Log:
 @dataclass(eq=False)
 class _Shard:
     wake_key: str
-    client: Any = None  # its own connection, opened with the first read
+    group: str | None = None  # the hash tag its keys share (on a cluster)
+    client: Any = None  # its own connection, opened with the first read (one server only)
     logs: dict[str, _Log] = field(default_factory=dict)
     reading: dict[str, int] | None = None  # what the read in flight covers: key -> after seq
     woken: bool = False  # a wake has been sent to end the read in flight
@@ -63,9 +69,12 @@ class LogFollower:
     KEY_LINGER_SECONDS = 2.0
     LINGER_SECONDS = 5.0  # how long a shard with nothing to read keeps its connection
 
-    def __init__(self, make_client, pool_client):
-        self._make_client = make_client  # a client bound to one connection, for a shard's reads
+    def __init__(self, make_client, pool_client, *, by_slot: bool = False):
+        # One server: a client bound to one connection, for a shard's reads. A cluster (`by_slot`):
+        # None, the shards read on the pool client.
+        self._make_client = make_client
         self._pool = pool_client  # the loop's shared client, for wakes
+        self._by_slot = by_slot
         self._shards: list[_Shard] = []
         self._shard_of: dict[str, _Shard] = {}
         self._closing: set[asyncio.Task] = set()  # connections being closed (held: tasks are weak)
@@ -109,9 +118,12 @@ class LogFollower:
     def _shard_for(self, key: str) -> _Shard:
         shard = self._shard_of.get(key)
         if shard is None:
-            shard = min(self._shards, key=lambda s: len(s.logs), default=None)
+            group = hash_tag(key) if self._by_slot else None
+            shard = min((s for s in self._shards if s.group == group), key=lambda s: len(s.logs), default=None)
             if shard is None or len(shard.logs) >= self.KEYS_PER_SHARD:
-                shard = _Shard(wake_key=f"tenex:wake:{{{uuid.uuid4().hex}}}")
+                name = uuid.uuid4().hex
+                wake_key = f"tenex:wake:{{{group}}}:{name}" if group is not None else f"tenex:wake:{{{name}}}"
+                shard = _Shard(wake_key=wake_key, group=group)
                 self._shards.append(shard)
             self._shard_of[key] = shard
         return shard
@@ -151,12 +163,10 @@ class LogFollower:
                         if not shard.logs:
                             return
                     continue
-                if shard.client is None:
-                    shard.client = self._make_client()
                 streams = {shard.wake_key: shard.wake_id, **{key: f"{after}-0" for key, after in reading.items()}}
                 shard.reading = reading
                 try:
-                    reply = await shard.client.xread(streams, count=self.READ_COUNT, block=self.BLOCK_MS)
+                    reply = await self._read(shard, streams)
                 finally:
                     shard.reading = None
                     shard.woken = False
@@ -170,6 +180,23 @@ class LogFollower:
             shard.task = None
             if not shard.waiting():
                 await self._retire(shard)
+
+    async def _read(self, shard: _Shard, streams: dict[str, str]) -> list:
+        """One XREAD BLOCK of a shard's streams: on its own connection, or (on a cluster) on the
+        pool client, sent to the node serving the shard's slot."""
+        if not self._by_slot:
+            if shard.client is None:
+                shard.client = self._make_client()
+            return await shard.client.xread(streams, count=self.READ_COUNT, block=self.BLOCK_MS)
+        # Named by node: a cluster client would otherwise ask a server where XREAD's keys are
+        # (its keys have no fixed place) before every read. A slot that moved answers MOVED, which
+        # the client follows; a node that is gone fails the read, and the next one finds the new one.
+        await self._pool.initialize()  # learns the layout: first, and again after a node failed
+        node = self._pool.get_node_from_key(shard.wake_key)
+        return await self._pool.execute_command(
+            "XREAD", "COUNT", self.READ_COUNT, "BLOCK", self.BLOCK_MS, "STREAMS", *streams.keys(), *streams.values(),
+            target_nodes=node,
+        )
 
     def _forget(self, shard: _Shard):
         """Take a shard nobody waits on out of use; its client, to be closed."""

@@ -20,6 +20,7 @@ import hashlib
 import threading
 import time
 import weakref
+import zlib
 from collections import defaultdict, deque
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -28,6 +29,7 @@ from django.conf import settings
 
 from chat.stream.events import Event, event_text
 from chat.stream.follower import LogFollower
+from tenex.redis_clients import async_client, is_cluster
 
 TERMINAL_TYPES = frozenset({"done", "error"})
 # An append's answer when the events went in and a cancel of the message has been asked for (truthy).
@@ -38,9 +40,20 @@ def _delta_chars(events: list[Event]) -> int:
     return sum(len(event["delta"]) for event in events if event["type"] == "delta")
 
 
+# The logs are spread over this many hash tags (`{tenex:s0}`…): a Redis Cluster keeps each tag's
+# keys in one slot, so one XREAD can follow many logs, and the tags spread the logs over the
+# cluster's masters. Changing it renames every log: only with every process stopped.
+LOG_SHARDS = 64
+
+
+def shard_tag(message_id: str) -> str:
+    """The hash tag of a message's keys (its log and its cancel mark): one of LOG_SHARDS."""
+    return f"{{tenex:s{zlib.crc32(message_id.encode()) % LOG_SHARDS}}}"
+
+
 def cancel_key(message_id: str) -> str:
-    """The Redis key marking a message whose generation should stop (hash-tagged like its log)."""
-    return f"tenex:cancel:{{{message_id}}}"
+    """The Redis key marking a message whose generation should stop (in its log's slot)."""
+    return f"tenex:cancel:{shard_tag(message_id)}:{message_id}"
 
 
 class StreamLog(Protocol):
@@ -296,11 +309,10 @@ _APPEND_SHA = hashlib.sha1(_APPEND_SCRIPT.encode()).hexdigest()
 
 
 def async_redis_client(url: str, *, single_connection: bool = False):
-    """A redis.asyncio client for the calling event loop, sized for many concurrent streams (or
-    bound to one connection of its own, for a follower's blocking reads)."""
-    import redis.asyncio as aioredis
-
-    return aioredis.Redis.from_url(
+    """A redis.asyncio client (a cluster client for a cluster URL) for the calling event loop, sized
+    for many concurrent streams (or bound to one connection of its own, for a follower's blocking
+    reads on one server)."""
+    return async_client(
         url,
         single_connection_client=single_connection,
         # Generous: on a saturated event loop a connect to a healthy Redis can take seconds.
@@ -317,16 +329,16 @@ def async_redis_client(url: str, *, single_connection: bool = False):
 class _LoopClient:
     client: Any
     follower: LogFollower
-    script_loaded: bool = False
 
 
 class RedisStreamLog:
     """Redis Streams: one stream per message, entry id `<seq>-0`.
 
-    Keys are hash-tagged by message (`tenex:stream:{msg_...}`) so a Redis Cluster keeps each log on
-    one shard. Appends for many messages go in one pipeline. Readers in other processes wait with
-    XREAD BLOCK, many of them to a connection (`LogFollower`); readers in the producing process use
-    the mirror instead.
+    Keys are hash-tagged by shard (`tenex:stream:{tenex:s7}:msg_...`, see `shard_tag`) so a Redis
+    Cluster keeps a log and its cancel mark in one slot, and one XREAD can follow every log of a
+    shard. Appends for many messages go in one pipeline. Readers in other processes wait with
+    XREAD BLOCK, many of them to a connection (`LogFollower`, which groups them by slot on a
+    cluster); readers in the producing process use the mirror instead.
     """
 
     # Per message: the newest events held (trimmed in steps of as many). A reply's local reader that
@@ -352,7 +364,7 @@ class RedisStreamLog:
 
     @staticmethod
     def key(message_id: str) -> str:
-        return f"tenex:stream:{{{message_id}}}"
+        return f"tenex:stream:{shard_tag(message_id)}:{message_id}"
 
     def _client(self) -> _LoopClient:
         loop = asyncio.get_running_loop()
@@ -360,9 +372,12 @@ class RedisStreamLog:
             entry = self._clients.get(loop)
             if entry is None:
                 client = async_redis_client(self._url)
-                entry = _LoopClient(
-                    client, LogFollower(lambda: async_redis_client(self._url, single_connection=True), client)
-                )
+                if is_cluster(self._url):
+                    # A shard's reads go to the node serving its slot, on the loop's cluster client.
+                    follower = LogFollower(None, client, by_slot=True)
+                else:
+                    follower = LogFollower(lambda: async_redis_client(self._url, single_connection=True), client)
+                entry = _LoopClient(client, follower)
                 self._clients[loop] = entry
             return entry
 
@@ -376,9 +391,6 @@ class RedisStreamLog:
         import redis
 
         entry = self._client()
-        if not entry.script_loaded:
-            await entry.client.script_load(_APPEND_SCRIPT)
-            entry.script_loaded = True
         pending = [index for index, (_message_id, events) in enumerate(batches) if events]
         results: list[bool | int | Exception] = [True] * len(batches)
         for attempt in range(2):
@@ -386,8 +398,11 @@ class RedisStreamLog:
             for index in pending:
                 message_id, events = batches[index]
                 payloads = [event_text(event) for event in events]  # the SSE readers' text too
+                # EVALSHA; on a server that lacks the script (new, restarted, flushed, or a replica
+                # just promoted) EVAL, which also leaves it cached there for the next EVALSHA.
                 commands.append((
-                    _APPEND_SHA, 2, self.key(message_id), cancel_key(message_id), self._maxlen, self._ttl,
+                    "EVALSHA" if attempt == 0 else "EVAL", _APPEND_SHA if attempt == 0 else _APPEND_SCRIPT,
+                    2, self.key(message_id), cancel_key(message_id), self._maxlen, self._ttl,
                     events[0]["seq"], *payloads,
                 ))
             try:
@@ -400,7 +415,7 @@ class RedisStreamLog:
             missing = []
             for index, reply in zip(pending, replies, strict=True):
                 if isinstance(reply, redis.exceptions.NoScriptError) and attempt == 0:
-                    missing.append(index)  # Redis restarted or was flushed: load the script and resend
+                    missing.append(index)  # Redis restarted or was flushed: resend with the script
                 else:
                     if resent and reply == 0 and await self._holds(entry.client, *batches[index]):
                         reply = 1  # the first send went in after all; its answer was what got lost
@@ -409,7 +424,6 @@ class RedisStreamLog:
                     )
             if not missing:
                 break
-            await entry.client.script_load(_APPEND_SCRIPT)
             pending = missing
         if self.mirror is not None:
             for (message_id, events), result in zip(batches, results, strict=True):
@@ -421,17 +435,17 @@ class RedisStreamLog:
         return results
 
     async def _evalsha_fresh(self, client, commands: list[tuple]) -> tuple[list, bool]:
-        """`_evalsha_all`, sent once more on fresh connections when the pooled one turns out dead
+        """`_eval_all`, sent once more on fresh connections when the pooled one turns out dead
         (Redis restarted, failed over, or a proxy dropped idle connections): the first append after
         Redis comes back must not fail for a socket the pool kept from before. True with a resend."""
         import redis
 
         try:
-            return await self._evalsha_all(client, commands), False
+            return await self._eval_all(client, commands), False
         except (redis.ConnectionError, redis.TimeoutError, OSError):
             # Every idle connection of the pool is from the same Redis: drop them all at once.
-            await client.connection_pool.disconnect(inuse_connections=False)
-            return await self._evalsha_all(client, commands), True
+            await disconnect_idle(client)
+            return await self._eval_all(client, commands), True
 
     async def _holds(self, client, message_id: str, events: list[Event]) -> bool:
         """The log already holds exactly these events' last one (a resent append it refused as a duplicate)."""
@@ -440,19 +454,20 @@ class RedisStreamLog:
         return bool(entries) and Event.from_entry(entries[0][1]).text() == event_text(last)
 
     @staticmethod
-    async def _evalsha_all(client, commands: list[tuple]) -> list:
-        """One round trip for all the appends; a Redis error reply comes back in its place, not raised.
-        A lone append (the common case under light load) skips the pipeline's own cost."""
+    async def _eval_all(client, commands: list[tuple]) -> list:
+        """One round trip for all the appends (one per node on a cluster); a Redis error reply
+        comes back in its place, not raised. A lone append (the common case under light load)
+        skips the pipeline's own cost."""
         import redis
 
         if len(commands) == 1:
             try:
-                return [await client.evalsha(*commands[0])]
+                return [await client.execute_command(*commands[0])]
             except redis.exceptions.ResponseError as exc:  # NoScriptError among them
                 return [exc]
         pipe = client.pipeline(transaction=False)
         for command in commands:
-            pipe.evalsha(*command)
+            pipe.execute_command(*command)
         return await pipe.execute(raise_on_error=False)
 
     async def read(self, message_id: str, after_seq: int, *, block_seconds: float) -> list[Event]:
@@ -466,12 +481,10 @@ class RedisStreamLog:
         key = self.key(message_id)
         if block_seconds > 0:
             return await entry.follower.wait(key, after_seq, block_seconds)  # shares a connection
-        reply = await entry.client.xread({key: f"{after_seq}-0"}, count=1000)
-        events: list[Event] = []
-        for _stream, entries in reply or []:
-            for _entry_id, fields in entries:
-                events.append(Event.from_entry(fields))
-        return events
+        # XRANGE, not XREAD: its key sits at a fixed place, so a cluster client routes it without
+        # asking a server where the keys of the command are.
+        entries = await entry.client.xrange(key, min=f"{after_seq + 1}-0", count=1000)
+        return [Event.from_entry(fields) for _entry_id, fields in entries]
 
     async def text_through(self, message_id: str, seq: int) -> int | None:
         # Redis, not the mirror: the mirror keeps only a reply's newest events. A rare path (a
@@ -510,6 +523,16 @@ class RedisStreamLog:
         # does), so a finished reply costs no extra round trip, and cannot fail after its ending.
         if self.mirror is not None:
             await self.mirror.finish(message_id)
+
+
+async def disconnect_idle(client) -> None:
+    """Drop the idle connections of a redis.asyncio client (every node's, on a cluster client)."""
+    pool = getattr(client, "connection_pool", None)
+    if pool is not None:
+        await pool.disconnect(inuse_connections=False)
+        return
+    for node in client.get_nodes():
+        await node.disconnect_free_connections()
 
 
 _log: StreamLog | None = None

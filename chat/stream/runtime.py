@@ -118,13 +118,13 @@ class GenerationRuntime:
 
     def redis(self):
         """A synchronous Redis client for callers outside the loop (views), per configured URL."""
-        import redis
+        from tenex.redis_clients import sync_client
 
         url = settings.REDIS_URL or self.redis_url
         with self._sync_redis_lock:
             client = self._sync_redis.get(url)
             if client is None:
-                client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
+                client = sync_client(url, socket_connect_timeout=2, socket_timeout=5)
                 self._sync_redis[url] = client
             return client
 

@@ -1,4 +1,5 @@
-"""Streams across real daphne processes sharing PostgreSQL and Redis."""
+"""Streams across real daphne processes sharing PostgreSQL and Redis (one server, and the ones
+using `servers` again on a Redis Cluster: tests/chat/test_stream_cluster.py has the rest of it)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import time
 
 import httpx
 import pytest
+from django.conf import settings
 
 from tests.helpers import free_port, joined_deltas, parse_sse
 from tests.processes import LEASE_SECONDS, daphne_process, redis_server
@@ -17,9 +19,17 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 THREADS = "/api/v1/chat/threads"
 
 
+@pytest.fixture(params=["redis", "redis-cluster"])
+def redis_url(request) -> str:
+    """The REDIS_URL of the servers: the suite's Redis, or a Redis Cluster (`redis_cluster`)."""
+    if request.param == "redis-cluster":
+        return request.getfixturevalue("redis_cluster").url
+    return settings.REDIS_URL
+
+
 @pytest.fixture
-def servers(django_db_blocker):
-    with daphne_process() as (a, _), daphne_process() as (b, _):
+def servers(redis_url, django_db_blocker):
+    with daphne_process(REDIS_URL=redis_url) as (a, _), daphne_process(REDIS_URL=redis_url) as (b, _):
         yield a, b
 
 
@@ -141,9 +151,9 @@ def start_long_reply(base: str, key: str, thread_id: str) -> str:
     return reply_id
 
 
-def test_killed_producer_leaves_an_interrupted_reply(servers, alice, thread_id):
+def test_killed_producer_leaves_an_interrupted_reply(servers, redis_url, alice, thread_id):
     a, _ = servers
-    with daphne_process() as (doomed, process):
+    with daphne_process(REDIS_URL=redis_url) as (doomed, process):
         reply_id = start_long_reply(doomed, alice.key, thread_id)
         os.kill(process.pid, signal.SIGKILL)
         process.wait(10)
@@ -158,9 +168,9 @@ def test_killed_producer_leaves_an_interrupted_reply(servers, alice, thread_id):
     assert waited < LEASE_SECONDS + 5
 
 
-def test_a_process_told_to_stop_finishes_its_replies_first(servers, alice, thread_id):
+def test_a_process_told_to_stop_finishes_its_replies_first(servers, redis_url, alice, thread_id):
     a, _ = servers
-    with daphne_process() as (stopping, process):
+    with daphne_process(REDIS_URL=redis_url) as (stopping, process):
         reply_id = start_long_reply(stopping, alice.key, thread_id)
         process.terminate()  # SIGTERM, as a deploy or a scale-down sends it
         process.wait(30)

@@ -117,3 +117,20 @@ register_before_thread_pools_close(lambda: print(pool.submit(lambda: "accepted")
     root = Path(__file__).resolve().parents[2]
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd=root)
     assert out.stdout.strip() == "accepted", out.stderr
+
+
+def test_the_cluster_cache_keeps_djangos_client_hooks():
+    """RedisClusterCache swaps `RedisCache._class` and overrides `RedisCacheClient.get_client`:
+    both must still be what Django's cache calls (no connection is made here)."""
+    from django.core.cache.backends.redis import RedisCacheClient
+
+    from workspaces.compat import RedisClusterCache, RedisClusterCacheClient
+
+    assert tuple(inspect.signature(RedisCacheClient.get_client).parameters) == ("self", "key", "write")
+    assert tuple(inspect.signature(RedisCacheClient.__init__).parameters)[:5] == (
+        "self", "servers", "serializer", "pool_class", "parser_class"
+    )
+    cache = RedisClusterCache(["redis+cluster://127.0.0.1:7000"], {"OPTIONS": {"socket_timeout": 1}})
+    assert type(cache._cache) is RedisClusterCacheClient
+    assert cache._cache._serializer.dumps(5) == 5  # integers unpickled, so INCR works on them
+    assert redis_cache_client(RedisCache(settings.REDIS_URL, {}), "a").__class__ is redis.Redis
