@@ -15,7 +15,14 @@ import threading
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import redis
+
 CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
+
+# What a store that cannot answer raises: redis-py's errors, and its cluster client's own (a cluster
+# none of whose named nodes answers, a slot no master serves yet while one fails over), which do not
+# derive from RedisError.
+STORE_ERRORS: tuple[type[Exception], ...] = (redis.RedisError, redis.exceptions.RedisClusterException)
 
 
 def is_cluster(url: str) -> bool:
@@ -56,7 +63,6 @@ def hash_tag(key: str) -> str | None:
 
 def sync_client(url: str, **options: Any):
     """A new synchronous client: `redis.Redis`, or `redis.cluster.RedisCluster` for a cluster URL."""
-    import redis
     from redis.cluster import ClusterNode, RedisCluster
 
     if not is_cluster(url):

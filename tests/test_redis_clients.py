@@ -9,7 +9,10 @@ from django.core.exceptions import ImproperlyConfigured
 from redis.crc import key_slot
 
 from tenex.env import check_redis_url
-from tenex.redis_clients import cluster_nodes, hash_tag, is_cluster, sync_client
+from tenex.redis_clients import STORE_ERRORS, check_reachable, cluster_nodes, hash_tag, is_cluster, sync_client
+from tests.helpers import free_port
+from workspaces.compat import RedisClusterCache
+from workspaces.ratelimit import Rate, RateCounter
 
 
 def test_a_cluster_url_names_its_nodes():
@@ -44,3 +47,18 @@ def test_hash_tags_as_redis_cluster_reads_them():
     for key in ("tenex:stream:{tenex:s7}:msg_1", "x{a}{b}", "{}{z}"):
         tag = hash_tag(key)
         assert key_slot((tag if tag is not None else key).encode()) == key_slot(key.encode())
+
+
+@pytest.mark.django_db
+def test_an_unreachable_cluster_leaves_the_limits_open_and_the_service_not_ready(client, settings):
+    """A cluster client that reaches none of its nodes raises redis-py's cluster exception (not a
+    RedisError): the rate limits still pass requests uncounted, /readyz says the store is down."""
+    url = f"redis+cluster://127.0.0.1:{free_port()}"
+    cache = RedisClusterCache([url], {"OPTIONS": {"socket_connect_timeout": 0.2, "socket_timeout": 0.2}})
+    assert RateCounter(cache=cache).hit("key", Rate(limit=1, period=60)) is None
+    with pytest.raises(STORE_ERRORS):
+        check_reachable(url, timeout=0.2)
+    settings.REDIS_URL = url
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    assert response.json()["checks"] == {"database": "ok", "stream_store": "error: RedisClusterException"}

@@ -13,13 +13,14 @@ from __future__ import annotations
 import logging
 import math
 
-import redis
 from axes.handlers.cache import AxesCacheHandler
 from axes.helpers import get_cache, get_cool_off
 from django.core.cache.backends.base import BaseCache
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.urls import reverse
+
+from tenex.redis_clients import STORE_ERRORS
 
 logger = logging.getLogger(__name__)
 
@@ -53,20 +54,20 @@ class LoginAttemptHandler(AxesCacheHandler):
     def get_failures(self, request, credentials: dict | None = None) -> int:
         try:
             return super().get_failures(request, credentials)
-        except redis.RedisError as exc:
+        except STORE_ERRORS as exc:
             logger.warning("sign-in failures not read, Redis unreachable: %s", exc)
             return 0
 
     def user_login_failed(self, sender, credentials: dict, request=None, **kwargs) -> None:
         try:
             super().user_login_failed(sender, credentials, request, **kwargs)
-        except redis.RedisError as exc:
+        except STORE_ERRORS as exc:
             logger.warning("sign-in failure not counted, Redis unreachable: %s", exc)
 
     def user_logged_in(self, sender, request, user, **kwargs) -> None:
         try:
             super().user_logged_in(sender, request, user, **kwargs)
-        except redis.RedisError as exc:
+        except STORE_ERRORS as exc:
             logger.warning("sign-in failures not cleared, Redis unreachable: %s", exc)
 
 

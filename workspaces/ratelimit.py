@@ -22,13 +22,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
-import redis
 from django.conf import settings
 from django.core.cache import caches
 from django.core.cache.backends.base import BaseCache
 from django.core.cache.backends.redis import RedisCache
 
 from tenex.env import parse_rate
+from tenex.redis_clients import STORE_ERRORS
 from workspaces.compat import redis_cache_client
 
 logger = logging.getLogger(__name__)
@@ -96,7 +96,7 @@ class RateCounter:
         """Count one request; None when it is allowed, else the seconds to wait (it is not counted)."""
         try:
             return self._hit(self.cache, ident, rate)
-        except redis.RedisError as exc:
+        except STORE_ERRORS as exc:
             # A limit is a guard, not the service: while Redis is unreachable requests go uncounted.
             logger.warning("rate limit not counted, Redis unreachable: %s", exc)
             return None
@@ -105,7 +105,7 @@ class RateCounter:
         """Whether one more request would be allowed, without counting it: None, or seconds to wait."""
         try:
             return self._peek(self.cache, ident, rate)
-        except redis.RedisError as exc:
+        except STORE_ERRORS as exc:
             logger.warning("rate limit not read, Redis unreachable: %s", exc)
             return None
 

@@ -58,11 +58,11 @@ class CancelBus:
     def cancel_and_wait(self, workspace_id: str, message_id: str) -> None:
         """Ask the producer to stop and wait until the reply has ended (`cancelled`, or its own
         ending); from a request thread. Raises ConnectionError when Redis cannot carry the signal."""
-        import redis
+        from tenex.redis_clients import STORE_ERRORS
 
         try:
             self.request_cancel(message_id)
-        except redis.RedisError as exc:
+        except STORE_ERRORS as exc:
             raise ConnectionError(str(exc)) from exc
         wait = asyncio.run_coroutine_threadsafe(self.await_ending(workspace_id, message_id, "cancelled"), self.loop)
         wait.result(timeout=3 * settings.TENEX_STREAM_LEASE_SECONDS + 5)

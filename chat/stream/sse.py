@@ -20,7 +20,6 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any
 
-import redis
 from channels.db import DatabaseSyncToAsync
 from django.conf import settings
 from django.db import Error as DatabaseError
@@ -31,6 +30,7 @@ from chat.stream.events import PING, RETRY_HINT, encode_sse, make_event
 from chat.stream.log import TERMINAL_TYPES, get_stream_log
 from chat.stream.runtime import get_runtime
 from tenex.database_breaker import breaker
+from tenex.redis_clients import STORE_ERRORS
 
 # How long a finished message may lack its terminal event in the log before we answer from the row.
 TERMINAL_GRACE_SECONDS = 3.0
@@ -82,7 +82,7 @@ async def _read(log, message_id: str, after_seq: int, wait: float) -> list[dict]
     try:
         async with asyncio.timeout(wait + READ_SLACK_SECONDS):
             return await log.read(message_id, after_seq, block_seconds=wait)
-    except (redis.RedisError, OSError) as exc:  # TimeoutError is an OSError
+    except (*STORE_ERRORS, OSError) as exc:  # TimeoutError is an OSError
         logger.info("the stream log of %s is unreachable: %r", message_id, exc)
         return None
 
@@ -163,14 +163,14 @@ class ReplyReader:
             return self.sent_chars
         try:
             before = await self.log.text_through(self.message_id, self.after_seq)
-        except (redis.RedisError, OSError):
+        except (*STORE_ERRORS, OSError):
             return None
         return None if before is None else before + self.sent_chars
 
     async def _log_exists(self) -> bool | None:
         try:
             return await self.log.exists(self.message_id)
-        except (redis.RedisError, OSError):
+        except (*STORE_ERRORS, OSError):
             return None
 
     async def _interrupt_if_expired(self) -> None:
@@ -179,7 +179,7 @@ class ReplyReader:
             await asyncio.wrap_future(
                 runtime.submit(runtime.leases.interrupt_if_expired(self.workspace_id, self.message_id))
             )
-        except (redis.RedisError, OSError, *DATABASE_ERRORS) as exc:
+        except (*STORE_ERRORS, OSError, *DATABASE_ERRORS) as exc:
             # The log holds the text the ending is rebuilt from: try again at the next check.
             logger.info("could not end %s as interrupted yet: %r", self.message_id, exc)
 
