@@ -62,6 +62,7 @@ class LogFollower:
     # its events is back within moments, and must find its log covered (no wake, no new read).
     KEY_LINGER_SECONDS = 2.0
     LINGER_SECONDS = 5.0  # how long a shard with nothing to read keeps its connection
+    UNBLOCK_SECONDS = 2.0  # how long a cancelled shard waits for the wake to end its read
 
     def __init__(self, make_client, pool_client):
         self._make_client = make_client  # a client bound to one connection, for a shard's reads
@@ -156,7 +157,7 @@ class LogFollower:
                 streams = {shard.wake_key: shard.wake_id, **{key: f"{after}-0" for key, after in reading.items()}}
                 shard.reading = reading
                 try:
-                    reply = await shard.client.xread(streams, count=self.READ_COUNT, block=self.BLOCK_MS)
+                    reply = await self._read(shard, streams)
                 finally:
                     shard.reading = None
                     shard.woken = False
@@ -170,6 +171,30 @@ class LogFollower:
             shard.task = None
             if not shard.waiting():
                 await self._retire(shard)
+
+    async def _read(self, shard: _Shard, streams: dict[str, str]) -> list:
+        """The shard's XREAD BLOCK; cancelling the shard ends it at once (a closing loop does).
+
+        A cancel must not reach the read through redis-py: it sends each command under
+        `asyncio.wait_for`, which before Python 3.12 swallows a cancel that arrives as the send
+        completes (CPython gh-86296). The read would then block for all of BLOCK_MS, and the shard
+        linger after it, with an event loop that is ending (asyncio.run, async_to_sync) waiting for
+        both. So the read is a task of its own that the shard awaits shielded; a cancelled shard
+        ends it as any uncovered wait does, with a wake, and waits (briefly) for it to return.
+        """
+        read = asyncio.ensure_future(shard.client.xread(streams, count=self.READ_COUNT, block=self.BLOCK_MS))
+        try:
+            return await asyncio.shield(read)
+        except asyncio.CancelledError:
+            if not read.done():
+                with suppress(Exception):  # Redis unreachable: the read fails on its own
+                    async with asyncio.timeout(self.UNBLOCK_SECONDS):
+                        await self._wake(shard)
+                        await asyncio.wait((read,))
+                read.cancel()  # (a no-op once it returned)
+            if not read.cancelled() and read.done():
+                read.exception()  # retrieved: nobody is left to read its answer
+            raise
 
     def _forget(self, shard: _Shard):
         """Take a shard nobody waits on out of use; its client, to be closed."""
