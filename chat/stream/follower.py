@@ -68,6 +68,7 @@ class LogFollower:
     # its events is back within moments, and must find its log covered (no wake, no new read).
     KEY_LINGER_SECONDS = 2.0
     LINGER_SECONDS = 5.0  # how long a shard with nothing to read keeps its connection
+    UNBLOCK_SECONDS = 2.0  # how long a cancelled shard waits for the wake to end its read
 
     def __init__(self, make_client, pool_client, *, by_slot: bool = False):
         # One server: a client bound to one connection, for a shard's reads. A cluster (`by_slot`):
@@ -182,6 +183,30 @@ class LogFollower:
                 await self._retire(shard)
 
     async def _read(self, shard: _Shard, streams: dict[str, str]) -> list:
+        """The shard's XREAD BLOCK (`_xread`); cancelling the shard ends it at once (a closing loop does).
+
+        A cancel must not reach the read through redis-py: it sends each command under
+        `asyncio.wait_for`, which before Python 3.12 swallows a cancel that arrives as the send
+        completes (CPython gh-86296). The read would then block for all of BLOCK_MS, and the shard
+        linger after it, with an event loop that is ending (asyncio.run, async_to_sync) waiting for
+        both. So the read is a task of its own that the shard awaits shielded; a cancelled shard
+        ends it as any uncovered wait does, with a wake, and waits (briefly) for it to return.
+        """
+        read = asyncio.ensure_future(self._xread(shard, streams))
+        try:
+            return await asyncio.shield(read)
+        except asyncio.CancelledError:
+            if not read.done():
+                with suppress(Exception):  # Redis unreachable: the read fails on its own
+                    async with asyncio.timeout(self.UNBLOCK_SECONDS):
+                        await self._wake(shard)
+                        await asyncio.wait((read,))
+                read.cancel()  # (a no-op once it returned)
+            if not read.cancelled() and read.done():
+                read.exception()  # retrieved: nobody is left to read its answer
+            raise
+
+    async def _xread(self, shard: _Shard, streams: dict[str, str]) -> list:
         """One XREAD BLOCK of a shard's streams: on its own connection, or (on a cluster) on the
         pool client, sent to the node serving the shard's slot."""
         if not self._by_slot:

@@ -7,8 +7,10 @@ import asyncio
 import time
 import uuid
 
+import anyio
 import pytest
 import redis
+from asgiref.sync import async_to_sync
 from django.conf import settings
 
 from chat.stream.events import encode_sse, make_event
@@ -436,3 +438,33 @@ def test_a_reader_following_a_log_does_not_interrupt_the_shared_read(message_id,
     assert followed == list(range(1, 31)) and neighbour_seen == [1]
     assert len(wakes) <= 2, len(wakes)  # joining the running read; nothing per batch after that
     raw_redis.delete(RedisStreamLog.key(message_id), RedisStreamLog.key(neighbour))
+
+
+RUNNERS = {
+    "asyncio.run": lambda read: asyncio.run(read()),
+    "async_to_sync": lambda read: async_to_sync(read)(),  # a sync view or test reading a stream
+    "anyio.run": lambda read: anyio.run(read),  # `manage.py mcp` (stdio)
+}
+
+
+@pytest.mark.parametrize("runner", RUNNERS)
+def test_an_event_loop_that_ends_does_not_wait_out_the_shared_read(message_id, raw_redis, runner):
+    """A reader on an event loop that ends with it (async_to_sync, asyncio.run, anyio.run) takes the
+    events of another process's reply and leaves: the loop ends at once. The shard's next read,
+    which had just started, ends with the loop; it is not waited out (its block, then the shard's
+    linger), as it was when the loop's cancel reached the read through redis-py and was lost."""
+    from chat.stream.follower import LogFollower
+
+    writer = RedisStreamLog(settings.REDIS_URL, mirror_seconds=0)
+    asyncio.run(writer.append(message_id, events(message_id, 1, 3)))
+    log = RedisStreamLog(settings.REDIS_URL, mirror_seconds=0)
+
+    async def read():
+        return await log.read(message_id, 0, block_seconds=30)
+
+    started = time.monotonic()
+    found = RUNNERS[runner](read)
+    took = time.monotonic() - started
+    assert [event["seq"] for event in found] == [1, 2, 3]
+    assert took < LogFollower.BLOCK_MS / 1000 / 2, took
+    raw_redis.delete(RedisStreamLog.key(message_id))
