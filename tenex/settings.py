@@ -155,6 +155,10 @@ AUTH_USER_MODEL = "workspaces.User"
 
 # --- Redis / channel layer -------------------------------------------------------------------
 REDIS_URL = env_str("REDIS_URL")
+# The streams' keys that every process of one deployment shares (the leases the sweep reads, the
+# cancel channel) are named under this prefix, so deployments, or test runs each on a database of
+# its own, can share one Redis without ending or cancelling each other's replies.
+TENEX_REDIS_PREFIX = env_str("TENEX_REDIS_PREFIX", f"tenex:test-{os.getpid()}" if TESTING else "tenex")
 if REDIS_URL:
     check_redis_url(REDIS_URL)
     CHANNEL_LAYERS = {

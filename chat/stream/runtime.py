@@ -43,14 +43,21 @@ from tenex.database_breaker import breaker
 
 logger = logging.getLogger(__name__)
 
-CANCEL_CHANNEL = "tenex:cancel"
-LEASES_KEY = "tenex:leases"  # a sorted set: lease_member(...) scored by when the lease lapses
+def cancel_channel() -> str:
+    return f"{settings.TENEX_REDIS_PREFIX}:cancel"
+
+
+def leases_key() -> str:
+    """A sorted set: lease_member(...) scored by when the lease lapses (one per deployment)."""
+    return f"{settings.TENEX_REDIS_PREFIX}:leases"
+
+
 CHECKPOINT_SECONDS = 1.0
 FILE_CLEANUP_SECONDS = 3600.0
 
 
 def lease_member(workspace_id: str, message_id: str) -> str:
-    """A reply's entry in LEASES_KEY; the sweep splits it back on the first "|"."""
+    """A reply's entry in `leases_key()`; the sweep splits it back on the first "|"."""
     return f"{workspace_id}|{message_id}"
 
 
@@ -233,7 +240,7 @@ class GenerationRuntime:
         """
         if self.redis_url:
             expires = time.time() + settings.TENEX_STREAM_LEASE_SECONDS
-            self.redis().zadd(LEASES_KEY, {lease_member(workspace_id, message_id): expires})
+            self.redis().zadd(leases_key(), {lease_member(workspace_id, message_id): expires})
 
     def start(self, workspace_id: str, message_id: str, loaded: records.GenerationInput) -> None:
         """Produce a reply this process leased at insert (`records.generation_input` read its input)."""
@@ -249,7 +256,7 @@ class GenerationRuntime:
         if self.redis_url:
             client = self.redis()
             client.set(cancel_key(message_id), "1", ex=3600)
-            client.publish(CANCEL_CHANNEL, message_id)
+            client.publish(cancel_channel(), message_id)
 
     def _cancel_local(self, message_id: str) -> None:
         generation = self.active.get(message_id)
@@ -270,7 +277,7 @@ class GenerationRuntime:
             try:
                 client = aioredis.Redis.from_url(self.redis_url)
                 async with client.pubsub() as pubsub:
-                    await pubsub.subscribe(CANCEL_CHANNEL)
+                    await pubsub.subscribe(cancel_channel())
                     # Notices published while we were not subscribed (Redis restarting) are lost;
                     # the cancel marks are not: a reply with no append to come soon must not miss one.
                     for message_id in list(self.active):
@@ -530,7 +537,7 @@ class GenerationRuntime:
             return
         expires = time.time() + settings.TENEX_STREAM_LEASE_SECONDS
         try:
-            await self._lease_client().zadd(LEASES_KEY, {lease_member(*reply): expires for reply in replies})
+            await self._lease_client().zadd(leases_key(), {lease_member(*reply): expires for reply in replies})
         except Exception:  # noqa: BLE001 - readers still end a lapsed reply by its database lease
             logger.warning("could not renew %d leases in Redis", len(replies), exc_info=True)
 
@@ -538,13 +545,13 @@ class GenerationRuntime:
         ended, self._ended_leases = self._ended_leases, []
         if ended:
             with suppress(Exception):  # left for the sweep, which drops the entries of ended replies
-                await self._lease_client().zrem(LEASES_KEY, *ended)
+                await self._lease_client().zrem(leases_key(), *ended)
 
     async def _untrack_lease(self, workspace_id: str, message_id: str) -> None:
         if not self.redis_url:
             return
         with suppress(Exception):
-            await self._lease_client().zrem(LEASES_KEY, lease_member(workspace_id, message_id))
+            await self._lease_client().zrem(leases_key(), lease_member(workspace_id, message_id))
 
     def _lease_client(self):
         if getattr(self, "_async_redis", None) is None:
@@ -589,7 +596,7 @@ class GenerationRuntime:
     async def _lease_alive(self, workspace_id: str, message_id: str) -> bool:
         if not self.redis_url:
             return False
-        expires = await self._lease_client().zscore(LEASES_KEY, lease_member(workspace_id, message_id))
+        expires = await self._lease_client().zscore(leases_key(), lease_member(workspace_id, message_id))
         return expires is not None and expires > time.time()
 
     @staticmethod
@@ -647,7 +654,7 @@ class GenerationRuntime:
         ended = 0
         if self.redis_url:
             client = self._lease_client()
-            due = await client.zrangebyscore(LEASES_KEY, "-inf", time.time())
+            due = await client.zrangebyscore(leases_key(), "-inf", time.time())
             pairs = [member.decode().split("|", 1) for member in due]
         else:
             pairs = []
