@@ -274,8 +274,10 @@ class GenerationRuntime:
         import redis.asyncio as aioredis
 
         while True:
+            # A client per attempt (its connections from before a Redis restart are dead), closed
+            # with the attempt: one left open at each retry of an outage would outlive it.
+            client = aioredis.Redis.from_url(self.redis_url)
             try:
-                client = aioredis.Redis.from_url(self.redis_url)
                 async with client.pubsub() as pubsub:
                     await pubsub.subscribe(cancel_channel())
                     # Notices published while we were not subscribed (Redis restarting) are lost;
@@ -292,6 +294,9 @@ class GenerationRuntime:
             except Exception:  # noqa: BLE001 - keep listening through Redis restarts
                 logger.warning("cancel listener lost Redis; retrying", exc_info=True)
                 await asyncio.sleep(1)
+            finally:
+                with suppress(Exception):
+                    await client.aclose()
 
     def _cancel_was_requested(self, message_id: str) -> bool:
         # A cancel this process heard of before the reply started here. One it missed (its pub/sub
