@@ -15,6 +15,12 @@ their querysets delete through it.
 `redis_cache_client` is the redis-py client behind Django's Redis cache (`RedisCache._cache`), for
 pipelines the public cache API cannot send (the rate limits).
 
+`connection_pool` is the psycopg pool Django's PostgreSQL backend keeps for a connection
+(`DatabaseWrapper.pool`, undocumented), which the pooled backend (tenex.postgresql) hands to the
+database breaker so it can drop dead idle connections when PostgreSQL goes away. That backend also
+relies on Django's `get_new_connection` taking one connection from that pool, waiting at most the
+pool's `timeout`.
+
 `prefetched` reads what `prefetch_related` stored on an instance, so code that lists a related set
 can use it when present and otherwise ask with a workspace-scoped query of its own.
 """
@@ -140,3 +146,8 @@ def redis_cache_client(cache: RedisCache, key: str) -> redis.Redis:
     if client is None:
         client = _clients[cache] = cache._cache.get_client(key, write=True)
     return client
+
+
+def connection_pool(wrapper):
+    """The psycopg_pool ConnectionPool behind a PostgreSQL connection wrapper; None when unpooled."""
+    return wrapper.pool

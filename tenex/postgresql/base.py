@@ -7,14 +7,16 @@ from __future__ import annotations
 from django.conf import settings
 from django.db.backends.postgresql import base
 
+from tenex.database_breaker import breaker
+
 
 class DatabaseWrapper(base.DatabaseWrapper):
     def get_new_connection(self, conn_params):
-        pool = self.pool
+        from workspaces.compat import connection_pool  # not at import: it loads Django's models
+
+        pool = connection_pool(self)
         if pool is None:
             return super().get_new_connection(conn_params)
-        from tenex.database_breaker import breaker
-
         breaker.watch(pool)
         return breaker.connect_within(
             lambda: super(DatabaseWrapper, self).get_new_connection(conn_params), settings.TENEX_DB_POOL_TIMEOUT

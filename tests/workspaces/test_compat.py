@@ -15,7 +15,13 @@ from django.db.models.deletion import Collector
 
 from chat.models import Thread
 from tests.factories import MessageFactory, ThreadFactory
-from workspaces.compat import DO_UPDATE_PARAMETERS, WorkspaceCollector, prefetched, redis_cache_client
+from workspaces.compat import (
+    DO_UPDATE_PARAMETERS,
+    WorkspaceCollector,
+    connection_pool,
+    prefetched,
+    redis_cache_client,
+)
 from workspaces.tenancy import tenant_context
 
 
@@ -61,3 +67,31 @@ def test_one_client_is_kept_per_cache():
     cache = RedisCache(settings.REDIS_URL, {})
     assert redis_cache_client(cache, "a") is redis_cache_client(cache, "b")
     assert redis_cache_client(RedisCache(settings.REDIS_URL, {}), "a") is not redis_cache_client(cache, "a")
+
+
+def test_a_pooled_connection_comes_from_the_pool_within_its_timeout():
+    """Django's PostgreSQL backend keeps its psycopg pool at `DatabaseWrapper.pool`, and
+    `get_new_connection` waits for one of its connections no longer than the pool's `timeout`
+    (tenex.postgresql slices its waits by that)."""
+    import time
+
+    from django.db.backends.postgresql.base import DatabaseWrapper
+    from psycopg_pool import ConnectionPool, PoolTimeout
+
+    from tests.helpers import free_port
+
+    db = {
+        **settings.DATABASES["default"], "ENGINE": "django.db.backends.postgresql", "HOST": "127.0.0.1",
+        "PORT": str(free_port()), "CONN_MAX_AGE": 0,
+        "OPTIONS": {"pool": {"min_size": 0, "max_size": 1, "timeout": 0.3, "reconnect_timeout": 0}},
+    }
+    wrapper = DatabaseWrapper(db, alias=f"compat-{uuid.uuid4().hex[:8]}")
+    pool = connection_pool(wrapper)
+    assert isinstance(pool, ConnectionPool) and pool.timeout == 0.3
+    try:
+        started = time.monotonic()
+        with pytest.raises(PoolTimeout):
+            wrapper.get_new_connection(wrapper.get_connection_params())
+        assert time.monotonic() - started < 5
+    finally:
+        wrapper.close_pool()
