@@ -64,6 +64,8 @@ def test_a_wait_that_outlasts_a_slice_asks_the_server_and_ends_when_it_is_down()
     with pytest.raises(psycopg.OperationalError):
         breaker.connect_within(pool_wait, 30)
     assert time.monotonic() - started < 5 and slices and server.probes >= 1 and breaker.open
+    server.up = True  # the probe thread ends
+    wait_until(lambda: not breaker.open)
 
 
 def test_a_healthy_server_slow_to_give_a_connection_is_waited_for_up_to_the_timeout():
