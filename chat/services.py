@@ -14,6 +14,7 @@ from agents.context import build_thread_context
 from agents.models import Agent
 from chat.models import Attachment, File, Message, Thread
 from knowledge.models import Document
+from tenex.outages import log_failure
 from workspaces.errors import ReferenceNotFound
 from workspaces.tenancy import Scope, lock_or_not_found, unique_or_none
 
@@ -262,8 +263,8 @@ def message_send(
     def start_generation() -> None:
         try:
             runtime.track_new(workspace_id, reply_id)
-        except Exception:  # noqa: BLE001 - readers still end it by its database lease
-            logger.warning("could not record the lease of %s in Redis", reply_id, exc_info=True)
+        except Exception as exc:  # noqa: BLE001 - readers still end it by its database lease
+            log_failure(logger, "could not record the lease of %s in Redis", reply_id, exc=exc)
         runtime.start(workspace_id, reply_id, loaded)
 
     transaction.on_commit(start_generation)

@@ -40,6 +40,7 @@ from chat.stream.endings import DATABASE_UNAVAILABLE_ERROR, OutageOutlasted, rec
 from chat.stream.events import make_event
 from chat.stream.log import CANCEL_REQUESTED, TERMINAL_TYPES, async_redis_client, cancel_key, get_stream_log
 from tenex.database_breaker import breaker
+from tenex.outages import log_failure
 
 logger = logging.getLogger(__name__)
 
@@ -291,8 +292,8 @@ class GenerationRuntime:
                             self._cancel_local(data.decode() if isinstance(data, bytes) else data)
             except asyncio.CancelledError:
                 raise
-            except Exception:  # noqa: BLE001 - keep listening through Redis restarts
-                logger.warning("cancel listener lost Redis; retrying", exc_info=True)
+            except Exception as exc:  # noqa: BLE001 - keep listening through Redis restarts
+                log_failure(logger, "cancel listener lost Redis; retrying", exc=exc)
                 await asyncio.sleep(1)
             finally:
                 with suppress(Exception):
@@ -523,8 +524,8 @@ class GenerationRuntime:
             )
         try:
             owned = await self.db(records.checkpoint_many, self.producer_id, snapshots)
-        except Exception:  # noqa: BLE001 - retried next tick; the Redis lease keeps the replies meanwhile
-            logger.warning("checkpoint of %d replies failed", len(due), exc_info=True)
+        except Exception as exc:  # noqa: BLE001 - retried next tick; the Redis lease keeps the replies meanwhile
+            log_failure(logger, "checkpoint of %d replies failed", len(due), exc=exc)
             return
         renewed = time.monotonic()
         for generation in due:
@@ -543,8 +544,8 @@ class GenerationRuntime:
         expires = time.time() + settings.TENEX_STREAM_LEASE_SECONDS
         try:
             await self._lease_client().zadd(leases_key(), {lease_member(*reply): expires for reply in replies})
-        except Exception:  # noqa: BLE001 - readers still end a lapsed reply by its database lease
-            logger.warning("could not renew %d leases in Redis", len(replies), exc_info=True)
+        except Exception as exc:  # noqa: BLE001 - readers still end a lapsed reply by its database lease
+            log_failure(logger, "could not renew %d leases in Redis", len(replies), exc=exc)
 
     async def _forget_ended_leases(self) -> None:
         ended, self._ended_leases = self._ended_leases, []
@@ -688,8 +689,8 @@ class GenerationRuntime:
                     await self.db(files_cleanup)
             except asyncio.CancelledError:
                 raise
-            except Exception:  # noqa: BLE001 - a failed sweep is retried on the next tick
-                logger.warning("stream sweep failed", exc_info=True)
+            except Exception as exc:  # noqa: BLE001 - a failed sweep is retried on the next tick
+                log_failure(logger, "stream sweep failed", exc=exc)
             await asyncio.sleep(settings.TENEX_SWEEP_SECONDS)
 
 
