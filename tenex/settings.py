@@ -111,12 +111,25 @@ DATABASE_THREADS = (
 DATABASE_URL = env_str("DATABASE_URL")
 if DATABASE_URL:
     _db = parse_database_url(DATABASE_URL)
+    # Django's backend, its pooled waits cut short once PostgreSQL is known down (tenex.database_breaker).
+    _db["ENGINE"] = "tenex.postgresql"
+    # A server that does not answer (a dropped route rather than a refused port) fails a connection
+    # attempt after this long instead of libpq's default of none (2 s is libpq's least).
+    _db["OPTIONS"]["connect_timeout"] = TENEX_DB_CONNECT_TIMEOUT = env_int("TENEX_DB_CONNECT_TIMEOUT", 2, minimum=2)
     # Pooled by default; the test suite opens and drops databases, so it does without.
     if env_bool("TENEX_DB_POOL", not TESTING):
+        from tenex.database_breaker import WAIT_SLICE_SECONDS, breaker
+
+        # The longest a request waits for a pooled connection while PostgreSQL is not known down.
+        TENEX_DB_POOL_TIMEOUT = env_int("TENEX_DB_POOL_TIMEOUT", 10, minimum=1)
         _db["OPTIONS"]["pool"] = {
             "min_size": env_int("TENEX_DB_POOL_MIN", 1, minimum=0),
             "max_size": env_int("TENEX_DB_POOL_MAX", DATABASE_THREADS, minimum=1),
-            "timeout": env_int("TENEX_DB_POOL_TIMEOUT", 10, minimum=1),
+            "timeout": WAIT_SLICE_SECONDS,
+            # A connection the pool cannot open is not retried in the background: the breaker opens
+            # and probes, and the next request after the probe succeeds opens one at once.
+            "reconnect_timeout": 0,
+            "reconnect_failed": breaker.reconnect_failed,
         }
     else:
         _db["CONN_MAX_AGE"] = env_int("TENEX_DB_CONN_MAX_AGE", 0 if TESTING else 60, minimum=0)
@@ -147,6 +160,10 @@ AUTH_USER_MODEL = "workspaces.User"
 # through one (cancels need a mark that outlives a lost notice, and channels_redis has no Redis
 # Cluster support).
 REDIS_URL = env_str("REDIS_URL")
+# The streams' keys that every process of one deployment shares (the leases the sweep reads, the
+# cancel channel) are named under this prefix, so deployments, or test runs each on a database of
+# its own, can share one Redis without ending or cancelling each other's replies.
+TENEX_REDIS_PREFIX = env_str("TENEX_REDIS_PREFIX", f"tenex:test-{os.getpid()}" if TESTING else "tenex")
 if REDIS_URL:
     check_redis_url(REDIS_URL)
 REDIS_CLUSTER = bool(REDIS_URL) and is_cluster(REDIS_URL)

@@ -31,6 +31,7 @@ def server_env(database_name: str, database_port: int | None = None) -> dict[str
     env.update(
         DATABASE_URL=f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{port}/{database_name}",
         REDIS_URL=settings.REDIS_URL,
+        TENEX_REDIS_PREFIX=settings.TENEX_REDIS_PREFIX,  # this run's processes share their leases
         DJANGO_SECRET_KEY="test-secret-key-for-daphne-processes",
         DJANGO_DEBUG="false",
         TENEX_STREAM_LEASE_SECONDS=str(LEASE_SECONDS),

@@ -20,6 +20,12 @@ Django's `RedisCache` with its client class (`RedisCache._class`, private) repla
 hands out redis-py's `RedisCluster` instead of a connection pool per server, and that splits the
 few multi-key operations by slot. Everything else (keys, timeouts, serialization) stays Django's.
 
+`connection_pool` is the psycopg pool Django's PostgreSQL backend keeps for a connection
+(`DatabaseWrapper.pool`, undocumented), which the pooled backend (tenex.postgresql) hands to the
+database breaker so it can drop dead idle connections when PostgreSQL goes away. That backend also
+relies on Django's `get_new_connection` taking one connection from that pool, waiting at most the
+pool's `timeout`.
+
 `prefetched` reads what `prefetch_related` stored on an instance, so code that lists a related set
 can use it when present and otherwise ask with a workspace-scoped query of its own; `set_prefetched`
 stores rows already known (just written) the same way, so serializing them needs no query.
@@ -222,3 +228,8 @@ class RedisClusterCache(RedisCache):
     def __init__(self, server, params):
         super().__init__(server, params)
         self._class = RedisClusterCacheClient
+
+
+def connection_pool(wrapper):
+    """The psycopg_pool ConnectionPool behind a PostgreSQL connection wrapper; None when unpooled."""
+    return wrapper.pool

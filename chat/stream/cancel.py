@@ -2,7 +2,7 @@
 
 `request_cancel` stops the reply at once when this process produces it; with Redis it also sets
 the message's cancel mark (the producer's next append answers CANCEL_REQUESTED, so a notice lost
-to a Redis blip still stops it) and publishes the message id on CANCEL_CHANNEL, which every
+to a Redis blip still stops it) and publishes the message id on `cancel_channel()`, which every
 process's `listen_for_cancels` hears. A cancel heard before the reply started here is remembered
 for a while (`cancel_was_requested`), so the start finds it. `cancel_and_wait` is what the cancel
 endpoint calls: the signal, then the wait until the reply has ended.
@@ -14,15 +14,22 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Coroutine, Mapping
+from contextlib import suppress
 from typing import Any, Protocol
 
 from django.conf import settings
 
 from chat.stream.log import cancel_key
+from tenex.outages import log_failure
 
 logger = logging.getLogger(__name__)
 
-CANCEL_CHANNEL = "tenex:cancel"
+
+
+def cancel_channel() -> str:
+    """The pub/sub channel of cancel notices (one per deployment)."""
+    return f"{settings.TENEX_REDIS_PREFIX}:cancel"
+
 # Cancels heard for replies not (yet) produced here, kept for their start to find; past this many,
 # the older half is forgotten.
 EARLY_CANCELS_KEPT = 10_000
@@ -53,7 +60,7 @@ class CancelBus:
         if self.redis_url:
             client = self.sync_redis()
             client.set(cancel_key(message_id), "1", ex=3600)
-            client.publish(CANCEL_CHANNEL, message_id)
+            client.publish(cancel_channel(), message_id)
 
     def cancel_and_wait(self, workspace_id: str, message_id: str) -> None:
         """Ask the producer to stop and wait until the reply has ended (`cancelled`, or its own
@@ -92,10 +99,13 @@ class CancelBus:
         from tenex.redis_clients import ready_async_client
 
         while True:
+            # A client per attempt (its connections from before a Redis restart are dead), closed
+            # with the attempt: one left open at each retry of an outage would outlive it.
+            client = None
             try:
                 client = await ready_async_client(self.redis_url)  # on a cluster, PUBLISH reaches every node
                 async with client.pubsub() as pubsub:
-                    await pubsub.subscribe(CANCEL_CHANNEL)
+                    await pubsub.subscribe(cancel_channel())
                     # Notices published while we were not subscribed (Redis restarting) are lost;
                     # the cancel marks are not: a reply with no append to come soon must not miss one.
                     for message_id in list(self.active):
@@ -107,6 +117,10 @@ class CancelBus:
                             self.cancel_local(data.decode() if isinstance(data, bytes) else data)
             except asyncio.CancelledError:
                 raise
-            except Exception:  # noqa: BLE001 - keep listening through Redis restarts
-                logger.warning("cancel listener lost Redis; retrying", exc_info=True)
+            except Exception as exc:  # noqa: BLE001 - keep listening through Redis restarts
+                log_failure(logger, "cancel listener lost Redis; retrying", exc=exc)
                 await asyncio.sleep(1)
+            finally:
+                if client is not None:
+                    with suppress(Exception):
+                        await client.aclose()

@@ -3,7 +3,7 @@
 A reply is leased to the process producing it (`Message.producer`, `lease_expires_at`). The
 `LeaseKeeper` of that process checkpoints the partial content of every reply it produces and
 renews their leases, all in one transaction a second, and keeps a copy of each lease in a Redis
-sorted set (LEASES_KEY), which lets the sweep find lapsed ones without scanning every workspace
+sorted set (`leases_key()`), which lets the sweep find lapsed ones without scanning every workspace
 and keeps a reply alive while PostgreSQL is unreachable. A lapsed lease means the producer is
 gone: the reader that notices, a cancel waiting for the ending, or the periodic sweep ends the
 reply (`end_orphan`), rebuilt from its log (joined deltas are the content), so what readers saw
@@ -25,16 +25,22 @@ from chat.stream import records
 from chat.stream.events import make_event
 from chat.stream.generation import Generation
 from chat.stream.log import TERMINAL_TYPES, StreamLog, async_redis_client
+from tenex.outages import log_failure
 
 logger = logging.getLogger(__name__)
 
-LEASES_KEY = "tenex:leases"  # a sorted set: lease_member(...) scored by when the lease lapses
+
+
+def leases_key() -> str:
+    """A sorted set: lease_member(...) scored by when the lease lapses (one per deployment)."""
+    return f"{settings.TENEX_REDIS_PREFIX}:leases"
+
 CHECKPOINT_SECONDS = 1.0
 INTERRUPTED_ERROR = {"code": "interrupted", "message": "The process producing this reply stopped before it finished."}
 
 
 def lease_member(workspace_id: str, message_id: str) -> str:
-    """A reply's entry in LEASES_KEY; the sweep splits it back on the first "|"."""
+    """A reply's entry in `leases_key()`; the sweep splits it back on the first "|"."""
     return f"{workspace_id}|{message_id}"
 
 
@@ -65,7 +71,7 @@ class LeaseKeeper:
         """
         if self.redis_url:
             expires = time.time() + settings.TENEX_STREAM_LEASE_SECONDS
-            self.sync_redis().zadd(LEASES_KEY, {lease_member(workspace_id, message_id): expires})
+            self.sync_redis().zadd(leases_key(), {lease_member(workspace_id, message_id): expires})
 
     def lease_ended(self, workspace_id: str, message_id: str) -> None:
         """A reply produced here has ended: take it off the sweep's list with the next checkpoint,
@@ -115,8 +121,8 @@ class LeaseKeeper:
             )
         try:
             owned = await self.db(records.checkpoint_many, self.producer_id, snapshots)
-        except Exception:  # noqa: BLE001 - retried next tick; the Redis lease keeps the replies meanwhile
-            logger.warning("checkpoint of %d replies failed", len(due), exc_info=True)
+        except Exception as exc:  # noqa: BLE001 - retried next tick; the Redis lease keeps the replies meanwhile
+            log_failure(logger, "checkpoint of %d replies failed", len(due), exc=exc)
             return
         renewed = time.monotonic()
         for generation in due:
@@ -132,21 +138,21 @@ class LeaseKeeper:
             return
         expires = time.time() + settings.TENEX_STREAM_LEASE_SECONDS
         try:
-            await self._lease_client().zadd(LEASES_KEY, {lease_member(*reply): expires for reply in replies})
-        except Exception:  # noqa: BLE001 - readers still end a lapsed reply by its database lease
-            logger.warning("could not renew %d leases in Redis", len(replies), exc_info=True)
+            await self._lease_client().zadd(leases_key(), {lease_member(*reply): expires for reply in replies})
+        except Exception as exc:  # noqa: BLE001 - readers still end a lapsed reply by its database lease
+            log_failure(logger, "could not renew %d leases in Redis", len(replies), exc=exc)
 
     async def forget_ended_leases(self) -> None:
         ended, self._ended_leases = self._ended_leases, []
         if ended:
             with suppress(Exception):  # left for the sweep, which drops the entries of ended replies
-                await self._lease_client().zrem(LEASES_KEY, *ended)
+                await self._lease_client().zrem(leases_key(), *ended)
 
     async def untrack_lease(self, workspace_id: str, message_id: str) -> None:
         if not self.redis_url:
             return
         with suppress(Exception):
-            await self._lease_client().zrem(LEASES_KEY, lease_member(workspace_id, message_id))
+            await self._lease_client().zrem(leases_key(), lease_member(workspace_id, message_id))
 
     def _lease_client(self):
         if self._async_redis is None:
@@ -156,7 +162,7 @@ class LeaseKeeper:
     async def _lease_alive(self, workspace_id: str, message_id: str) -> bool:
         if not self.redis_url:
             return False
-        expires = await self._lease_client().zscore(LEASES_KEY, lease_member(workspace_id, message_id))
+        expires = await self._lease_client().zscore(leases_key(), lease_member(workspace_id, message_id))
         return expires is not None and expires > time.time()
 
     # --- orphans: replies whose producer is gone ------------------------------------------------
@@ -238,7 +244,7 @@ class LeaseKeeper:
         """End every message whose producer's lease lapsed. Returns how many were ended."""
         ended = 0
         if self.redis_url:
-            due = await self._lease_client().zrangebyscore(LEASES_KEY, "-inf", time.time())
+            due = await self._lease_client().zrangebyscore(leases_key(), "-inf", time.time())
             pairs = [member.decode().split("|", 1) for member in due]
         else:
             pairs = []
@@ -262,8 +268,8 @@ class LeaseKeeper:
                 await self.sweep()
             except asyncio.CancelledError:
                 raise
-            except Exception:  # noqa: BLE001 - a failed sweep is retried on the next tick
-                logger.warning("stream sweep failed", exc_info=True)
+            except Exception as exc:  # noqa: BLE001 - a failed sweep is retried on the next tick
+                log_failure(logger, "stream sweep failed", exc=exc)
             await asyncio.sleep(settings.TENEX_SWEEP_SECONDS)
 
 

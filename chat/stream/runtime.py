@@ -40,6 +40,7 @@ from chat.stream.leases import LeaseKeeper
 from chat.stream.log import get_stream_log
 from chat.stream.producer import Producer
 from tenex.database_breaker import breaker
+from tenex.outages import log_failure
 from workspaces.compat import register_before_thread_pools_close
 
 logger = logging.getLogger(__name__)
@@ -134,8 +135,8 @@ class GenerationRuntime:
         input); from the request thread, after its transaction committed."""
         try:
             self.leases.track_new(workspace_id, message_id)
-        except Exception:  # noqa: BLE001 - readers still end it by its database lease
-            logger.warning("could not record the lease of %s in Redis", message_id, exc_info=True)
+        except Exception as exc:  # noqa: BLE001 - readers still end it by its database lease
+            log_failure(logger, "could not record the lease of %s in Redis", message_id, exc=exc)
         # Before the request that sent the message starts reading it: its reader waits here, not in Redis.
         self.log.expect(message_id)
         self.loop.call_soon_threadsafe(lambda: self.spawn(self.producer.generate(workspace_id, message_id, loaded)))

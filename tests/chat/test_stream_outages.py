@@ -161,12 +161,14 @@ def test_readers_on_both_processes_ride_out_redis_outages(alice, thread_id, tmp_
 
 def test_the_first_reply_after_a_redis_restart_completes_on_every_process(alice, thread_id, tmp_path):
     """Redis restarts empty while nothing is streaming: each process's pooled connections and loaded
-    append script are gone. The next reply on each process still streams to its end."""
+    append script are gone. The next reply on each process still streams to its end. What failed
+    meanwhile (sweeps, lease renewals, the cancel listener) is logged in one line each: a traceback
+    formatted for an outage would keep the source of every module in it in memory for good."""
     port = free_port()
     redis_process = start_redis(port, str(tmp_path))
     env = dict(REDIS_URL=f"redis://127.0.0.1:{port}/0", TENEX_LOCAL_TOKEN_DELAY_MS="10")
     try:
-        with daphne_process(**env) as (a, _), daphne_process(**env) as (b, _):
+        with daphne_process(**env) as (a, process_a), daphne_process(**env) as (b, process_b):
             for base in (a, b):  # every process has connections and the script loaded
                 first = Reader(stream_url(base, thread_id, start_reply(base, alice.key, thread_id, "Hi")), alice.key)
                 first.run()
@@ -184,6 +186,9 @@ def test_the_first_reply_after_a_redis_restart_completes_on_every_process(alice,
                 assert events[-1]["event"] == "done", events[-1:]
                 message = events[-1]["data"]["message"]
                 assert message["status"] == "complete" and joined_deltas(events) == message["content"]
+            for process in (process_a, process_b):
+                logged = process.log_path.read_text()
+                assert "Redis" in logged and "Traceback" not in logged, logged[-3000:]
     finally:
         stop_redis(redis_process)
 
@@ -204,12 +209,16 @@ def timed_get(url: str, key: str) -> tuple[int, float, httpx.Response]:
 
 
 def test_requests_during_a_database_cut_answer_503_at_once_and_recover(alice, thread_id):
-    """PostgreSQL cut: once the process knows, every request is a 503 with `Retry-After` at once
-    (not after the pool's timeout); it serves again within moments of PostgreSQL coming back."""
+    """PostgreSQL cut under a warm pool (idle connections that are now dead): the first request, which
+    is how the process learns, answers 503 within moments, not after the pool's timeout; every
+    request after it is a 503 with `Retry-After` at once; it serves again within moments of
+    PostgreSQL coming back, the dead connections gone rather than each failing a request."""
     url_path = f"{THREADS}/{thread_id}/messages"
     with (
         database_proxy() as proxy,
-        daphne_process(database_port=proxy.port, TENEX_DB_POOL="true", TENEX_DB_POOL_MAX="6") as (base, _),
+        daphne_process(
+            database_port=proxy.port, TENEX_DB_POOL="true", TENEX_DB_POOL_MIN="3", TENEX_DB_POOL_MAX="6",
+        ) as (base, _),
     ):
         assert timed_get(f"{base}{url_path}", alice.key)[0] == 200
         proxy.cut()
@@ -221,17 +230,22 @@ def test_requests_during_a_database_cut_answer_503_at_once_and_recover(alice, th
             assert status == 503 and response.headers["Retry-After"] == "2", (path, status, response.text[:300])
             assert response.json()["error"]["code"] == "unavailable"
             timings.append(took)
-        assert max(timings) <= 1.0, timings
         sent = httpx.post(f"{base}{url_path}", json={"content": "Hello"}, headers=headers(alice.key), timeout=30)
         assert sent.status_code == 503
+        time.sleep(10)  # an outage long enough for the pool's reconnection backoff to grow past seconds
         proxy.restore()
         restored = time.monotonic()
         while (status := timed_get(f"{base}{url_path}", alice.key)[0]) != 200:
             assert status == 503 and time.monotonic() - restored < 10, status
             time.sleep(0.05)
         back_after = time.monotonic() - restored
+        statuses = [timed_get(f"{base}{path}", alice.key)[0] for path in (url_path, THREADS) * 3]
     print(f"first 503 after {first_took:.2f} s; then {max(timings):.3f} s at most; back {back_after:.2f} s after")
-    assert back_after <= 5.0  # the probe's period, a connect, and the pool's own reconnect, on a loaded machine
+    assert max(timings) <= 1.0, timings
+    # Generous bounds, for a loaded machine: the pool's timeout is 10 s, its reconnection backoff
+    # doubles from 1 s; the breaker's probe and its wait slices are a quarter of a second.
+    assert first_took <= 2.0 and back_after <= 2.0, (first_took, back_after)
+    assert statuses == [200] * 6, statuses
 
 
 def cut_mid_reply(

@@ -16,7 +16,7 @@ from chat.stream.cancel import CancelBus
 from chat.stream.events import make_event
 from chat.stream.flusher import EventFlusher
 from chat.stream.generation import Generation, GenerationStatus
-from chat.stream.leases import LEASES_KEY, LeaseKeeper, lease_member
+from chat.stream.leases import LeaseKeeper, lease_member, leases_key
 from chat.stream.log import MemoryStreamLog, RedisStreamLog, cancel_key
 from tests.helpers import free_port
 
@@ -245,13 +245,13 @@ def test_leases_are_indexed_in_redis_until_the_reply_ends(loops):
     try:
         before = time.time()
         keeper.track_new(generation.workspace_id, generation.message_id)
-        assert client.zscore(LEASES_KEY, member) >= before + settings.TENEX_STREAM_LEASE_SECONDS - 1
+        assert client.zscore(leases_key(), member) >= before + settings.TENEX_STREAM_LEASE_SECONDS - 1
         assert loop.run(keeper._lease_alive(generation.workspace_id, generation.message_id))
         keeper.lease_ended(generation.workspace_id, generation.message_id)
-        assert client.zscore(LEASES_KEY, member) is not None  # taken off with the next round, not at once
+        assert client.zscore(leases_key(), member) is not None  # taken off with the next round, not at once
         loop.run(keeper.forget_ended_leases())
-        assert client.zscore(LEASES_KEY, member) is None
+        assert client.zscore(leases_key(), member) is None
         assert not loop.run(keeper._lease_alive(generation.workspace_id, generation.message_id))
     finally:
-        client.zrem(LEASES_KEY, member)
+        client.zrem(leases_key(), member)
         client.close()

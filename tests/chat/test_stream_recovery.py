@@ -18,7 +18,7 @@ from agents.runtime import trim_history
 from chat.models import Message, Thread
 from chat.prompt import generation_input
 from chat.stream import records
-from chat.stream.leases import LEASES_KEY
+from chat.stream.leases import leases_key
 from chat.stream.log import RedisStreamLog, get_stream_log
 from chat.stream.runtime import get_runtime
 from tests.helpers import joined_deltas, parse_sse, streamed_body
@@ -139,26 +139,47 @@ def test_idle_stream_sends_pings_until_the_lease_lapses(alice, thread, workspace
 def test_sweep_ends_replies_whose_producer_died(alice, thread, workspace):
     stuck = orphan(workspace, thread["id"], lease_in=-1, content="Half")
     client = redis.Redis.from_url(settings.REDIS_URL)
-    client.zadd(LEASES_KEY, {f"{workspace.pk}|{stuck.pk}": time.time() - 1})
+    client.zadd(leases_key(), {f"{workspace.pk}|{stuck.pk}": time.time() - 1})
     runtime = get_runtime()
     assert runtime.submit(runtime.leases.sweep()).result(timeout=10) >= 1
     with tenant_context(workspace.pk):
         stuck.refresh_from_db()
     assert stuck.status == "interrupted" and stuck.content == "Half"
     assert stuck.error["code"] == "interrupted" and stuck.completed_at is not None
-    assert client.zscore(LEASES_KEY, f"{workspace.pk}|{stuck.pk}") is None
+    assert client.zscore(leases_key(), f"{workspace.pk}|{stuck.pk}") is None
     history = alice.client.get(f"{THREADS}/{thread['id']}/messages").json()["results"]
     assert history[-1]["status"] == "interrupted"
 
 
 def test_a_live_lease_is_not_swept(alice, thread, workspace):
     alive = orphan(workspace, thread["id"], lease_in=30)
-    redis.Redis.from_url(settings.REDIS_URL).zadd(LEASES_KEY, {f"{workspace.pk}|{alive.pk}": time.time() + 30})
+    redis.Redis.from_url(settings.REDIS_URL).zadd(leases_key(), {f"{workspace.pk}|{alive.pk}": time.time() + 30})
     runtime = get_runtime()
     runtime.submit(runtime.leases.sweep()).result(timeout=10)
     with tenant_context(workspace.pk):
         alive.refresh_from_db()
     assert alive.status == "streaming"
+
+
+def test_a_sweep_leaves_the_leases_of_other_runs_on_the_same_redis_alone(settings):
+    """Another deployment (or test run, on a database of its own) sharing this Redis keeps its
+    leases under its own TENEX_REDIS_PREFIX: a lapsed one there is not this run's to drop, while
+    this run's lapsed entry of a reply it does not know is dropped as before."""
+    this_run, other_run = settings.TENEX_REDIS_PREFIX, f"{settings.TENEX_REDIS_PREFIX}-other"
+    runtime = get_runtime()
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    settings.TENEX_STREAM_LEASE_SECONDS = -60  # every lease below has lapsed as it is written
+    settings.TENEX_REDIS_PREFIX = other_run
+    other_key = leases_key()
+    try:
+        runtime.leases.track_new("ws_of_the_other_run", "msg_of_the_other_run")
+        settings.TENEX_REDIS_PREFIX = this_run
+        runtime.leases.track_new("ws_gone", "msg_gone")
+        runtime.submit(runtime.leases.sweep()).result(timeout=10)
+        assert client.zscore(other_key, "ws_of_the_other_run|msg_of_the_other_run") is not None
+        assert client.zscore(leases_key(), "ws_gone|msg_gone") is None
+    finally:
+        client.zrem(other_key, "ws_of_the_other_run|msg_of_the_other_run")
 
 
 def test_history_is_trimmed_oldest_first_within_the_budget():

@@ -24,6 +24,7 @@ from tests.factories import MessageFactory, ThreadFactory
 from workspaces.compat import (
     DO_UPDATE_PARAMETERS,
     WorkspaceCollector,
+    connection_pool,
     forget_resource_closer,
     prefetched,
     redis_cache_client,
@@ -134,3 +135,31 @@ def test_the_cluster_cache_keeps_djangos_client_hooks():
     assert type(cache._cache) is RedisClusterCacheClient
     assert cache._cache._serializer.dumps(5) == 5  # integers unpickled, so INCR works on them
     assert redis_cache_client(RedisCache(settings.REDIS_URL, {}), "a").__class__ is redis.Redis
+
+
+def test_a_pooled_connection_comes_from_the_pool_within_its_timeout():
+    """Django's PostgreSQL backend keeps its psycopg pool at `DatabaseWrapper.pool`, and
+    `get_new_connection` waits for one of its connections no longer than the pool's `timeout`
+    (tenex.postgresql slices its waits by that)."""
+    import time
+
+    from django.db.backends.postgresql.base import DatabaseWrapper
+    from psycopg_pool import ConnectionPool, PoolTimeout
+
+    from tests.helpers import free_port
+
+    db = {
+        **settings.DATABASES["default"], "ENGINE": "django.db.backends.postgresql", "HOST": "127.0.0.1",
+        "PORT": str(free_port()), "CONN_MAX_AGE": 0,
+        "OPTIONS": {"pool": {"min_size": 0, "max_size": 1, "timeout": 0.3, "reconnect_timeout": 0}},
+    }
+    wrapper = DatabaseWrapper(db, alias=f"compat-{uuid.uuid4().hex[:8]}")
+    pool = connection_pool(wrapper)
+    assert isinstance(pool, ConnectionPool) and pool.timeout == 0.3
+    try:
+        started = time.monotonic()
+        with pytest.raises(PoolTimeout):
+            wrapper.get_new_connection(wrapper.get_connection_params())
+        assert time.monotonic() - started < 5
+    finally:
+        wrapper.close_pool()
