@@ -30,6 +30,7 @@ from jsonschema.validators import Draft202012Validator, validator_for
 from referencing.exceptions import Unresolvable
 
 from agents.providers.base import ToolSpec
+from tenex.outages import log_failure
 from workspaces.tenancy import Scope, tenant_context
 
 logger = logging.getLogger(__name__)
@@ -136,8 +137,8 @@ def run_tool(context: ToolContext, name: str, arguments: dict) -> tuple[str, obj
         json.dumps(result)  # a result must be JSON-able to be stored and sent to the model
     except ToolError as exc:
         return "failed", {"error": str(exc) or f"{name} failed."}
-    except Exception:
-        logger.exception("tool %s failed", name)
+    except Exception as exc:
+        log_failure(logger, "tool %s failed", name, exc=exc, level=logging.ERROR)
         return "failed", {"error": f"{name} failed unexpectedly."}
     return "complete", result
 

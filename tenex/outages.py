@@ -21,10 +21,12 @@ def outage_errors() -> tuple[type[BaseException], ...]:
     return (redis.RedisError, OSError, OperationalError, InterfaceError, psycopg.OperationalError)
 
 
-def log_failure(logger: logging.Logger, message: str, *args: object, exc: BaseException) -> None:
-    """`logger.warning(message, *args)`: with the error in one line when an outage explains it, with
-    its traceback otherwise."""
+def log_failure(
+    logger: logging.Logger, message: str, *args: object, exc: BaseException, level: int = logging.WARNING
+) -> None:
+    """`logger.log(level, message, *args)`: with the error in one line when an outage explains it,
+    with its traceback otherwise."""
     if isinstance(exc, outage_errors()):
-        logger.warning(f"{message} (%r)", *args, exc)
+        logger.log(level, f"{message} (%r)", *args, exc)
     else:
-        logger.warning(message, *args, exc_info=exc)
+        logger.log(level, message, *args, exc_info=exc)
