@@ -183,15 +183,13 @@ class LogFollower:
                 await self._retire(shard)
 
     async def _read(self, shard: _Shard, streams: dict[str, str]) -> list:
-        """The shard's XREAD BLOCK (`_xread`); cancelling the shard ends it at once (a closing loop does).
-
-        A cancel must not reach the read through redis-py: it sends each command under
-        `asyncio.wait_for`, which before Python 3.12 swallows a cancel that arrives as the send
-        completes (CPython gh-86296). The read would then block for all of BLOCK_MS, and the shard
-        linger after it, with an event loop that is ending (asyncio.run, async_to_sync) waiting for
-        both. So the read is a task of its own that the shard awaits shielded; a cancelled shard
-        ends it as any uncovered wait does, with a wake, and waits (briefly) for it to return.
-        """
+        """The shard's XREAD BLOCK (`_xread`), ended at once when the shard is cancelled (its event loop is ending)."""
+        # The cancel must not reach the read through redis-py: it sends each command under
+        # asyncio.wait_for, which before Python 3.12 loses a cancel that arrives as the send completes
+        # (CPython gh-86296). The read would then block for all of BLOCK_MS and the shard linger after
+        # it, and the ending loop (asyncio.run, async_to_sync, anyio.run) would wait for both. So the
+        # read is a task of its own, awaited shielded; a cancelled shard ends it as an uncovered wait
+        # does, with a wake, and waits (briefly) for it to return.
         read = asyncio.ensure_future(self._xread(shard, streams))
         try:
             return await asyncio.shield(read)
