@@ -75,3 +75,14 @@ def streamed_body(response) -> bytes:
 
 def joined_deltas(events: list[dict]) -> str:
     return "".join(e["data"]["delta"] for e in events if e["event"] == "delta")
+
+
+def assert_written_as_declared(schema, written: dict, instance) -> None:
+    """A hand-written API object (`message_data`, `thread_data`) is what DRF's own rendering of the
+    schema's declared fields gives: the same keys in the same order, the same JSON bytes."""
+    from rest_framework import serializers
+    from rest_framework.renderers import JSONRenderer
+
+    declared = serializers.ModelSerializer.to_representation(schema, instance)
+    assert list(written) == list(declared)
+    assert JSONRenderer().render(written) == JSONRenderer().render(declared)

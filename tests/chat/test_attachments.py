@@ -14,6 +14,7 @@ from chat.files import file_upload
 from chat.models import File
 from chat.schemas import MessageCreateSchema, message_data
 from tests.factories import ThreadFactory
+from tests.helpers import assert_written_as_declared
 from tests.knowledge.factories import DocumentFactory
 from workspaces.errors import ReferenceNotFound, _flatten_fields
 from workspaces.tenancy import Scope, tenant_context
@@ -193,9 +194,6 @@ def test_the_message_object_is_what_its_schema_declares(alice, workspace):
     fields must give the same JSON, for every kind of message."""
     from datetime import UTC, datetime
 
-    from rest_framework import serializers
-    from rest_framework.renderers import JSONRenderer
-
     from chat.models import Message
     from chat.schemas import MessageSchema
     from tests.factories import MessageFactory
@@ -227,8 +225,5 @@ def test_the_message_object_is_what_its_schema_declares(alice, workspace):
         ]
         for message in messages:
             message = Message.objects.for_workspace(workspace.pk).get(pk=message.pk)
-            declared = serializers.ModelSerializer.to_representation(MessageSchema(), message)
-            written = message_data(message)
-            assert list(written) == list(declared)
-            assert JSONRenderer().render(written) == JSONRenderer().render(declared)
+            assert_written_as_declared(MessageSchema(), message_data(message), message)
         assert len(message_data(messages[0])["attachments"]) == 3
