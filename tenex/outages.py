@@ -15,10 +15,11 @@ import logging
 def outage_errors() -> tuple[type[BaseException], ...]:
     """What an unreachable, restarting or failing-over PostgreSQL or Redis raises."""
     import psycopg
-    import redis
     from django.db import InterfaceError, OperationalError
 
-    return (redis.RedisError, OSError, OperationalError, InterfaceError, psycopg.OperationalError)
+    from tenex.redis_clients import STORE_ERRORS
+
+    return (*STORE_ERRORS, OSError, OperationalError, InterfaceError, psycopg.OperationalError)
 
 
 def log_failure(

@@ -24,15 +24,14 @@ from tenex.outages import log_failure
 
 logger = logging.getLogger(__name__)
 
+# Cancels heard for replies not (yet) produced here, kept for their start to find; past this many,
+# the older half is forgotten.
+EARLY_CANCELS_KEPT = 10_000
 
 
 def cancel_channel() -> str:
     """The pub/sub channel of cancel notices (one per deployment)."""
     return f"{settings.TENEX_REDIS_PREFIX}:cancel"
-
-# Cancels heard for replies not (yet) produced here, kept for their start to find; past this many,
-# the older half is forgotten.
-EARLY_CANCELS_KEPT = 10_000
 
 
 class Cancellable(Protocol):

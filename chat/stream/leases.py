@@ -29,14 +29,13 @@ from tenex.outages import log_failure
 
 logger = logging.getLogger(__name__)
 
+CHECKPOINT_SECONDS = 1.0
+INTERRUPTED_ERROR = {"code": "interrupted", "message": "The process producing this reply stopped before it finished."}
 
 
 def leases_key() -> str:
     """A sorted set: lease_member(...) scored by when the lease lapses (one per deployment)."""
     return f"{settings.TENEX_REDIS_PREFIX}:leases"
-
-CHECKPOINT_SECONDS = 1.0
-INTERRUPTED_ERROR = {"code": "interrupted", "message": "The process producing this reply stopped before it finished."}
 
 
 def lease_member(workspace_id: str, message_id: str) -> str:

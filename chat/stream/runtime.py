@@ -53,8 +53,6 @@ class GenerationRuntime:
         self.redis_url = settings.REDIS_URL
         self.active: dict[str, Generation] = {}  # the replies produced here, by message id
         self._tasks: set[asyncio.Task] = set()
-        self._sync_redis: dict[str, Any] = {}
-        self._sync_redis_lock = threading.Lock()
         self._stopped = False
         # Database steps, and (the loop's default executor) the tools' synchronous work: sized in
         # settings so that, with every other thread that may hold a connection, they fit the pool.
@@ -118,16 +116,11 @@ class GenerationRuntime:
                 connections["default"].close()  # back to the pool between steps
 
     def redis(self):
-        """A synchronous Redis client for callers outside the loop (views), per configured URL."""
-        from tenex.redis_clients import sync_client
+        """A synchronous Redis client for callers outside the loop (views): the process's one client
+        for the configured URL."""
+        from tenex.redis_clients import shared_sync_client
 
-        url = settings.REDIS_URL or self.redis_url
-        with self._sync_redis_lock:
-            client = self._sync_redis.get(url)
-            if client is None:
-                client = sync_client(url, socket_connect_timeout=2, socket_timeout=5)
-                self._sync_redis[url] = client
-            return client
+        return shared_sync_client(settings.REDIS_URL or self.redis_url, socket_connect_timeout=2, socket_timeout=5)
 
     # --- starting a reply ---------------------------------------------------------------------
     def start(self, workspace_id: str, message_id: str, loaded: GenerationInput) -> None:
