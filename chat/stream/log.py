@@ -284,28 +284,41 @@ class MemoryStreamLog:
                 self._batches.pop(message_id, None)
 
 
-# Appends a batch atomically: refused whole when its first seq is not above the stream's last entry,
-# so a producer that lost its lease can never write after the ending another process recorded.
-# Answers 2 instead of 1 when the message's cancel mark is set: the producer learns of a cancel with
-# its next append, even one whose pub/sub notice it missed, at no extra round trip.
-# KEYS[1] stream, KEYS[2] cancel mark (same hash tag); ARGV: maxlen, ttl, first seq, then one JSON
-# payload per event.
+# Appends batches of events, each to its own message's stream, each atomically: a batch is refused
+# whole when its first seq is not above its stream's last entry, so a producer that lost its lease
+# can never write after the ending another process recorded. Each batch's answer is 1, or 2 when
+# its message's cancel mark is set (the producer learns of a cancel with its next append, even one
+# whose pub/sub notice it missed, at no extra round trip), or 0 when refused. Many replies' batches
+# go in one call: the per-command cost of a round, client and server, is paid once, not per reply.
+# KEYS: each batch's stream and cancel mark, in pairs (a pair shares a hash tag; on a cluster, one
+# call's keys share one); ARGV: maxlen, ttl, then per batch its first seq, its event count and one
+# JSON payload per event.
 _APPEND_SCRIPT = """
-local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
-local first = tonumber(ARGV[3])
-if #last > 0 and tonumber(string.match(last[1][1], '^(%d+)')) >= first then
-  return 0
+local maxlen, ttl = ARGV[1], ARGV[2]
+local answers = {}
+local at = 3
+for b = 1, #KEYS / 2 do
+  local stream = KEYS[2 * b - 1]
+  local first, count = tonumber(ARGV[at]), tonumber(ARGV[at + 1])
+  at = at + 2
+  local last = redis.call('XREVRANGE', stream, '+', '-', 'COUNT', 1)
+  if #last > 0 and tonumber(string.match(last[1][1], '^(%d+)')) >= first then
+    answers[b] = 0
+  else
+    for i = 0, count - 1 do
+      redis.call('XADD', stream, 'MAXLEN', '~', maxlen, (first + i) .. '-0', 'e', ARGV[at + i])
+    end
+    redis.call('EXPIRE', stream, ttl)
+    if redis.call('EXISTS', KEYS[2 * b]) == 1 then answers[b] = 2 else answers[b] = 1 end
+  end
+  at = at + count
 end
-for i = 4, #ARGV do
-  redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], (first + i - 4) .. '-0', 'e', ARGV[i])
-end
-redis.call('EXPIRE', KEYS[1], ARGV[2])
-if redis.call('EXISTS', KEYS[2]) == 1 then
-  return 2
-end
-return 1
+return answers
 """
 _APPEND_SHA = hashlib.sha1(_APPEND_SCRIPT.encode()).hexdigest()
+# The most events one append call carries: a round of many replies goes in several calls (of one
+# pipeline) rather than one call that holds Redis for long.
+APPEND_CALL_EVENTS = 512
 
 
 def async_redis_client(url: str, *, single_connection: bool = False):
@@ -357,6 +370,8 @@ class RedisStreamLog:
         self._lock = threading.Lock()
         self._maxlen = settings.TENEX_STREAM_MAXLEN
         self._ttl = settings.TENEX_STREAM_TTL_SECONDS
+        # Messages whose last append answered an error: its events may have gone in all the same.
+        self._unsure: set[str] = set()
         linger = settings.TENEX_STREAM_MIRROR_SECONDS if mirror_seconds is None else mirror_seconds
         self.mirror = MemoryStreamLog(
             ttl_seconds=linger, keep_last=self.MIRROR_EVENTS, keep_seconds=self.MIRROR_SECONDS
@@ -394,17 +409,11 @@ class RedisStreamLog:
         pending = [index for index, (_message_id, events) in enumerate(batches) if events]
         results: list[bool | int | Exception] = [True] * len(batches)
         for attempt in range(2):
-            commands = []
-            for index in pending:
-                message_id, events = batches[index]
-                payloads = [event_text(event) for event in events]  # the SSE readers' text too
-                # EVALSHA; on a server that lacks the script (new, restarted, flushed, or a replica
-                # just promoted) EVAL, which also leaves it cached there for the next EVALSHA.
-                commands.append((
-                    "EVALSHA" if attempt == 0 else "EVAL", _APPEND_SHA if attempt == 0 else _APPEND_SCRIPT,
-                    2, self.key(message_id), cancel_key(message_id), self._maxlen, self._ttl,
-                    events[0]["seq"], *payloads,
-                ))
+            calls = self._append_calls(batches, pending)
+            # EVALSHA; on a server that lacks the script (new, restarted, flushed, or a replica
+            # just promoted) EVAL, which also leaves it cached there for the next EVALSHA.
+            script = ("EVALSHA", _APPEND_SHA) if attempt == 0 else ("EVAL", _APPEND_SCRIPT)
+            commands = [self._append_command(script, batches, call) for call in calls]
             try:
                 replies, resent = await self._evalsha_fresh(entry.client, commands)
             except Exception:
@@ -413,15 +422,26 @@ class RedisStreamLog:
                         self.mirror.seal(message_id)
                 raise
             missing = []
-            for index, reply in zip(pending, replies, strict=True):
+            for call, reply in zip(calls, replies, strict=True):
                 if isinstance(reply, redis.exceptions.NoScriptError) and attempt == 0:
-                    missing.append(index)  # Redis restarted or was flushed: resend with the script
-                else:
-                    if resent and reply == 0 and await self._holds(entry.client, *batches[index]):
-                        reply = 1  # the first send went in after all; its answer was what got lost
-                    results[index] = reply if isinstance(reply, Exception) else (
-                        CANCEL_REQUESTED if reply == CANCEL_REQUESTED else bool(reply)
-                    )
+                    missing.extend(call)  # Redis restarted or was flushed: resend with the script
+                    continue
+                # An error reply answers for every batch of its call, some of which may have gone
+                # in before the error: their next append may find them there.
+                answers = [reply] * len(call) if isinstance(reply, Exception) else reply
+                for index, answer in zip(call, answers, strict=True):
+                    message_id = batches[index][0]
+                    if (
+                        answer == 0 and (resent or message_id in self._unsure)
+                        and await self._holds(entry.client, *batches[index])
+                    ):
+                        answer = 1  # refused as a duplicate of itself: its earlier send went in after all
+                    if isinstance(answer, Exception):
+                        self._unsure.add(message_id)
+                        results[index] = answer
+                    else:
+                        self._unsure.discard(message_id)
+                        results[index] = CANCEL_REQUESTED if answer == CANCEL_REQUESTED else bool(answer)
             if not missing:
                 break
             pending = missing
@@ -434,7 +454,34 @@ class RedisStreamLog:
                     self.mirror.append_now(message_id, events)
         return results
 
-    async def _evalsha_fresh(self, client, commands: list[tuple]) -> tuple[list, bool]:
+    def _append_calls(self, batches: list[tuple[str, list[Event]]], pending: list[int]) -> list[list[int]]:
+        """The batches (by index) grouped into script calls: by hash tag on a cluster (a call's keys
+        must share a slot), and at most about APPEND_CALL_EVENTS events a call."""
+        cluster = is_cluster(self._url)
+        calls: dict[str, list[list[int]]] = {}
+        sizes: dict[str, int] = {}
+        for index in pending:
+            message_id, events = batches[index]
+            group = shard_tag(message_id) if cluster else ""
+            open_calls = calls.setdefault(group, [[]])
+            if open_calls[-1] and sizes.get(group, 0) + len(events) > APPEND_CALL_EVENTS:
+                open_calls.append([])
+                sizes[group] = 0
+            open_calls[-1].append(index)
+            sizes[group] = sizes.get(group, 0) + len(events)
+        return [call for group_calls in calls.values() for call in group_calls]
+
+    def _append_command(self, script: tuple[str, str], batches: list[tuple[str, list[Event]]], call: list[int]) -> list:
+        keys: list[str] = []
+        args: list[Any] = [self._maxlen, self._ttl]
+        for index in call:
+            message_id, events = batches[index]
+            keys += (self.key(message_id), cancel_key(message_id))
+            args += (events[0]["seq"], len(events))
+            args += [event_text(event) for event in events]  # the SSE readers' text too
+        return [*script, len(keys), *keys, *args]
+
+    async def _evalsha_fresh(self, client, commands: list) -> tuple[list, bool]:
         """`_eval_all`, sent once more on fresh connections when the pooled one turns out dead
         (Redis restarted, failed over, or a proxy dropped idle connections): the first append after
         Redis comes back must not fail for a socket the pool kept from before. True with a resend."""
@@ -448,13 +495,13 @@ class RedisStreamLog:
             return await self._eval_all(client, commands), True
 
     async def _holds(self, client, message_id: str, events: list[Event]) -> bool:
-        """The log already holds exactly these events' last one (a resent append it refused as a duplicate)."""
+        """The log already holds exactly these events' last one (an append it refused as a duplicate)."""
         last = events[-1]
         entries = await client.xrange(self.key(message_id), min=f"{last['seq']}-0", max=f"{last['seq']}-0")
         return bool(entries) and Event.from_entry(entries[0][1]).text() == event_text(last)
 
     @staticmethod
-    async def _eval_all(client, commands: list[tuple]) -> list:
+    async def _eval_all(client, commands: list) -> list:
         """One round trip for all the appends (one per node on a cluster); a Redis error reply
         comes back in its place, not raised. A lone append (the common case under light load)
         skips the pipeline's own cost."""
@@ -521,6 +568,7 @@ class RedisStreamLog:
     async def finish(self, message_id: str) -> None:
         # Nothing to tell Redis: the append that wrote the terminal event set the TTL (every append
         # does), so a finished reply costs no extra round trip, and cannot fail after its ending.
+        self._unsure.discard(message_id)
         if self.mirror is not None:
             await self.mirror.finish(message_id)
 

@@ -214,6 +214,31 @@ def test_append_many_answers_each_batch_on_its_own(message_id):
     redis.Redis.from_url(settings.REDIS_URL).delete(RedisStreamLog.key(other))
 
 
+def test_many_replies_go_in_one_call_and_one_that_fails_part_way_loses_nothing(message_id, raw_redis):
+    """A round's batches share one script call; when Redis fails it part-way, the batches written
+    before the failure count as appended when they are sent again, not as taken by someone else."""
+    log = RedisStreamLog(settings.REDIS_URL, mirror_seconds=0)
+    first, broken, last = message_id, f"{message_id}b", f"{message_id}c"
+    raw_redis.set(RedisStreamLog.key(broken), "not a stream")  # XREVRANGE on it fails the call there
+    batches = [(first, events(first, 1, 2)), (broken, events(broken, 1, 1)), (last, events(last, 1, 1))]
+
+    async def scenario():
+        calls_before = int(raw_redis.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0))
+        failed = await log.append_many(batches)
+        calls = int(raw_redis.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0)) - calls_before
+        raw_redis.delete(RedisStreamLog.key(broken))
+        return calls, failed, await log.append_many(batches)
+
+    calls, failed, retried = asyncio.run(scenario())
+    assert calls == 1
+    assert all(isinstance(result, redis.exceptions.ResponseError) for result in failed)
+    assert retried == [True, True, True]
+    assert [stored_seqs(raw_redis, m) for m in (first, broken, last)] == [[1, 2], [1], [1]]
+    # A batch refused because its seqs hold other events is still refused.
+    assert asyncio.run(log.append(first, events(first, 2, 2, kind="done"))) is False
+    raw_redis.delete(*(RedisStreamLog.key(m) for m in (first, broken, last)))
+
+
 def test_an_expected_reply_is_awaited_locally_until_abandoned():
     log = MemoryStreamLog(ttl_seconds=30, keep_last=64)
 
