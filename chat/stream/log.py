@@ -29,6 +29,7 @@ from django.conf import settings
 
 from chat.stream.events import Event, event_text
 from chat.stream.follower import LogFollower
+from chat.stream.waits import wait_woken, wake
 from tenex.redis_clients import async_client, is_cluster
 
 TERMINAL_TYPES = frozenset({"done", "error"})
@@ -66,7 +67,10 @@ class StreamLog(Protocol):
         """`append` for several messages at once (one round trip); a result, or the error, per batch."""
         ...
 
-    async def read(self, message_id: str, after_seq: int, *, block_seconds: float) -> list[Event]: ...
+    async def read(self, message_id: str, after_seq: int, *, block_seconds: float) -> list[Event]:
+        """Events after `after_seq`, waiting up to about `block_seconds` for one; raises (a store
+        error, or TimeoutError) soon after that when the store cannot answer."""
+        ...
 
     async def exists(self, message_id: str) -> bool: ...
 
@@ -114,7 +118,7 @@ class MemoryStreamLog:
         self._expires: dict[str, float] = {}
         self._sealed: set[str] = set()  # logs whose writes stopped (see `seal`)
         self._next_expiry_check = 0.0
-        self._waiters: dict[str, set[tuple[asyncio.AbstractEventLoop, asyncio.Event]]] = defaultdict(set)
+        self._waiters: dict[str, set[tuple[asyncio.AbstractEventLoop, asyncio.Future]]] = defaultdict(set)
         self._ttl = ttl_seconds if ttl_seconds is not None else settings.TENEX_STREAM_TTL_SECONDS
 
     def has(self, message_id: str) -> bool:
@@ -124,9 +128,20 @@ class MemoryStreamLog:
         return self.append_now(message_id, events)
 
     async def append_many(self, batches: list[tuple[str, list[Event]]]) -> list[bool | Exception]:
-        return [self.append_now(message_id, events) for message_id, events in batches]
+        return self.append_many_now(batches)
 
     def append_now(self, message_id: str, events: list[Event]) -> bool:
+        [appended] = self.append_many_now([(message_id, events)])
+        return appended
+
+    def append_many_now(self, batches: list[tuple[str, list[Event]]]) -> list[bool]:
+        """Append each batch; the readers of all of them are woken together (one call per loop)."""
+        waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future]] = []
+        appended = [self._append(message_id, events, waiters) for message_id, events in batches]
+        self._wake(waiters)
+        return appended
+
+    def _append(self, message_id: str, events: list[Event], waiters: list) -> bool:
         if not events:
             return True
         with self._lock:
@@ -139,8 +154,7 @@ class MemoryStreamLog:
                 self._trim_older(message_id, logged, events[-1]["seq"])
             if self._keep_last is not None and len(logged) > 2 * self._keep_last:
                 del logged[: len(logged) - self._keep_last]  # trimmed in steps, not on every append
-            waiters = self._waiters.pop(message_id, ())
-        self._wake(waiters)
+            waiters.extend(self._waiters.pop(message_id, ()))
         return True
 
     def _trim_older(self, message_id: str, logged: list[Event], last_seq: int) -> None:
@@ -201,9 +215,13 @@ class MemoryStreamLog:
 
     @staticmethod
     def _wake(waiters) -> None:
+        """Wake readers on their own loops: one call a loop, however many readers wait there."""
+        by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future]] = {}
         for loop, waiter in waiters:
+            by_loop.setdefault(loop, []).append(waiter)
+        for loop, futures in by_loop.items():
             try:
-                loop.call_soon_threadsafe(waiter.set)
+                loop.call_soon_threadsafe(_wake_all, futures)
             except RuntimeError:  # that reader's loop has closed
                 pass
 
@@ -234,14 +252,11 @@ class MemoryStreamLog:
                 return None
             if found is None or found or block_seconds <= 0:
                 return found
-            waiter = asyncio.Event()
-            entry = (asyncio.get_running_loop(), waiter)
+            loop = asyncio.get_running_loop()
+            entry = (loop, loop.create_future())
             self._waiters[message_id].add(entry)
         try:
-            async with asyncio.timeout(block_seconds):  # no task of its own, unlike wait_for
-                await waiter.wait()
-        except TimeoutError:
-            pass
+            await wait_woken(entry[1], block_seconds)
         finally:
             with self._lock:
                 waiting = self._waiters.get(message_id)
@@ -282,6 +297,11 @@ class MemoryStreamLog:
                 self._sealed.discard(message_id)
                 self._events.pop(message_id, None)
                 self._batches.pop(message_id, None)
+
+
+def _wake_all(futures: list[asyncio.Future]) -> None:
+    for future in futures:
+        wake(future)
 
 
 # Appends batches of events, each to its own message's stream, each atomically: a batch is refused
@@ -361,6 +381,8 @@ class RedisStreamLog:
     # ...and only those appended in the last this many seconds: a local reader takes each batch
     # within milliseconds, so a slow reply need not keep every token it produced in memory.
     MIRROR_SECONDS = 2.0
+    # How much longer than its wait a read from Redis may take before Redis counts as unreachable.
+    READ_SLACK_SECONDS = 2.0
 
     def __init__(self, url: str, mirror_seconds: float | None = None):
         self._url = url
@@ -446,12 +468,14 @@ class RedisStreamLog:
                 break
             pending = missing
         if self.mirror is not None:
+            mirrored = []
             for (message_id, events), result in zip(batches, results, strict=True):
                 if result is False or isinstance(result, Exception):
                     self.mirror.drop(message_id)  # another process wrote here, or we cannot tell
                 elif events and (events[0]["seq"] == 1 or self.mirror.has(message_id)):
                     # Only logs mirrored from their start: a reader there must never miss an event.
-                    self.mirror.append_now(message_id, events)
+                    mirrored.append((message_id, events))
+            self.mirror.append_many_now(mirrored)
         return results
 
     def _append_calls(self, batches: list[tuple[str, list[Event]]], pending: list[int]) -> list[list[int]]:
@@ -526,11 +550,14 @@ class RedisStreamLog:
             block_seconds = 0 if self.mirror.has(message_id) else block_seconds
         entry = self._client()
         key = self.key(message_id)
-        if block_seconds > 0:
-            return await entry.follower.wait(key, after_seq, block_seconds)  # shares a connection
-        # XRANGE, not XREAD: its key sits at a fixed place, so a cluster client routes it without
-        # asking a server where the keys of the command are.
-        entries = await entry.client.xrange(key, min=f"{after_seq + 1}-0", count=1000)
+        # A Redis that does not answer (a dropped route, a failover) is an unreachable one
+        # (TimeoutError) soon after the wait was to end, not a reader stuck in a read.
+        async with asyncio.timeout(block_seconds + self.READ_SLACK_SECONDS):
+            if block_seconds > 0:
+                return await entry.follower.wait(key, after_seq, block_seconds)  # shares a connection
+            # XRANGE, not XREAD: its key sits at a fixed place, so a cluster client routes it
+            # without asking a server where the keys of the command are.
+            entries = await entry.client.xrange(key, min=f"{after_seq + 1}-0", count=1000)
         return [Event.from_entry(fields) for _entry_id, fields in entries]
 
     async def text_through(self, message_id: str, seq: int) -> int | None:
