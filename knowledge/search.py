@@ -128,6 +128,10 @@ class PassageHit:
     document_id: str
     score: float
     complete: bool  # every term of the query matched (or the query's own syntax did)
+    # What a tool quotes, read with the ranking (one query): the passage, its document's title and source.
+    text: str = ""
+    title: str = ""
+    source_url: str = ""
 
 
 def rank_passages(*, scope: Scope, query: str, pinned_document_ids: Iterable[str] = ()) -> list[PassageHit]:
@@ -156,9 +160,14 @@ def _rank_postgres(scope: Scope, query: str) -> list[PassageHit]:
             complete=RawSQL(f"{table}.search_vector @@ {tsquery}", [query], output_field=BooleanField()),
         )
         .order_by("-complete", "-rank", "id")
-        .values_list("id", "document_id", "rank", "complete")[:MAX_HITS]
+        .values_list("id", "document_id", "rank", "complete", "text", "document_title", "document__source_url")[
+            :MAX_HITS
+        ]
     )
-    return [PassageHit(pk, document_id, float(rank), bool(complete)) for pk, document_id, rank, complete in rows]
+    return [
+        PassageHit(pk, document_id, float(rank), bool(complete), text, title, source_url)
+        for pk, document_id, rank, complete, text, title, source_url in rows
+    ]
 
 
 # --- the portable fallback --------------------------------------------------------------------
@@ -203,10 +212,10 @@ def _rank_term_overlap(scope: Scope, query: str) -> list[PassageHit]:
         Passage.objects.for_scope(scope)
         .filter(condition)
         .order_by("id")
-        .values_list("id", "document_id", "text", "document_title")[:FALLBACK_CANDIDATES]
+        .values_list("id", "document_id", "text", "document_title", "document__source_url")[:FALLBACK_CANDIDATES]
     )
     hits = []
-    for pk, document_id, text, title in candidates:
+    for pk, document_id, text, title, source_url in candidates:
         counts, title_stems = _stems(text), set(_stems(title))
         if excluded & (set(counts) | title_stems):
             continue
@@ -225,5 +234,5 @@ def _rank_term_overlap(scope: Scope, query: str) -> list[PassageHit]:
                 matched += 1
         complete = matched == len(stems)
         if matched and (complete or not every_term):
-            hits.append(PassageHit(pk, document_id, round(score / len(stems), 6), complete))
+            hits.append(PassageHit(pk, document_id, round(score / len(stems), 6), complete, text, title, source_url))
     return hits

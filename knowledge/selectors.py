@@ -7,7 +7,7 @@ from typing import TypedDict
 
 from django.db.models import QuerySet
 
-from knowledge.models import BrandProfile, Document, Passage
+from knowledge.models import BrandProfile, Document
 from knowledge.search import rank_passages
 from workspaces.tenancy import Scope
 
@@ -41,27 +41,16 @@ def passage_search(
 ) -> list[SearchResult]:
     """The best `limit` passages for `query`, quoted with their document's title and source."""
     hits = rank_passages(scope=scope, query=query, pinned_document_ids=pinned_document_ids)[:limit]
-    passages = (
-        Passage.objects.for_scope(scope)
-        .filter(pk__in=[hit.passage_id for hit in hits])
-        .select_related("document")
-        .in_bulk()
-    )
-    results: list[SearchResult] = []
-    for hit in hits:
-        passage = passages.get(hit.passage_id)
-        if passage is None:  # deleted between ranking and reading
-            continue
-        results.append(
-            {
-                "document_id": passage.document_id,
-                "title": passage.document.title,
-                "passage": passage.text,
-                "score": round(hit.score, 4),
-                "source_url": passage.document.source_url,
-            }
-        )
-    return results
+    return [
+        {
+            "document_id": hit.document_id,
+            "title": hit.title,
+            "passage": hit.text,
+            "score": round(hit.score, 4),
+            "source_url": hit.source_url,
+        }
+        for hit in hits
+    ]
 
 
 def brand_profile_get(*, scope: Scope) -> BrandProfile | None:
