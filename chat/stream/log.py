@@ -137,11 +137,12 @@ class MemoryStreamLog:
     def append_many_now(self, batches: list[tuple[str, list[Event]]]) -> list[bool]:
         """Append each batch; the readers of all of them are woken together (one call per loop)."""
         waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future]] = []
-        appended = [self._append(message_id, events, waiters) for message_id, events in batches]
+        now = time.monotonic()
+        appended = [self._append(message_id, events, waiters, now) for message_id, events in batches]
         self._wake(waiters)
         return appended
 
-    def _append(self, message_id: str, events: list[Event], waiters: list) -> bool:
+    def _append(self, message_id: str, events: list[Event], waiters: list, now: float) -> bool:
         if not events:
             return True
         with self._lock:
@@ -151,13 +152,13 @@ class MemoryStreamLog:
                 return False
             logged.extend(events)
             if self._keep_seconds is not None:
-                self._trim_older(message_id, logged, events[-1]["seq"])
+                self._trim_older(message_id, logged, events[-1]["seq"], now)
             if self._keep_last is not None and len(logged) > 2 * self._keep_last:
                 del logged[: len(logged) - self._keep_last]  # trimmed in steps, not on every append
             waiters.extend(self._waiters.pop(message_id, ()))
         return True
 
-    def _trim_older(self, message_id: str, logged: list[Event], last_seq: int) -> None:
+    def _trim_older(self, message_id: str, logged: list[Event], last_seq: int, now: float) -> None:
         """Forget the batches appended more than `keep_seconds` ago (under the lock).
 
         The readers here took them long ago; one that fell further behind than that, or starts
@@ -165,7 +166,6 @@ class MemoryStreamLog:
         first seq held tells a reader whether the mirror can serve it. A slow reply (a token every
         few seconds) holds a couple of events this way, not every event it produced.
         """
-        now = time.monotonic()
         batches = self._batches.setdefault(message_id, deque())
         batches.append((now, last_seq))
         cutoff = now - self._keep_seconds
@@ -173,9 +173,13 @@ class MemoryStreamLog:
         while len(batches) > 1 and batches[0][0] < cutoff:
             forget_through = batches.popleft()[1]
         if forget_through is not None:
-            cut = 0
-            while cut < len(logged) - 1 and logged[cut]["seq"] <= forget_through:
-                cut += 1
+            first = logged[0]["seq"]
+            if logged[-1]["seq"] - first == len(logged) - 1:  # no gaps: seq n sits at index n - first
+                cut = min(max(forget_through - first + 1, 0), len(logged) - 1)
+            else:
+                cut = 0
+                while cut < len(logged) - 1 and logged[cut]["seq"] <= forget_through:
+                    cut += 1
             del logged[:cut]
 
     def expect(self, message_id: str) -> None:
