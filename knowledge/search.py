@@ -154,6 +154,7 @@ def _rank_postgres(scope: Scope, query: str) -> list[PassageHit]:
     loose = query if uses_search_syntax(query) else " or ".join(query_terms(query))
     rows = (
         Passage.objects.for_scope(scope)
+        .filter(document__workspace_id=scope.workspace_id)  # the join names its workspace too (co-location)
         .filter(RawSQL(f"{table}.search_vector @@ {tsquery}", [loose], output_field=BooleanField()))
         .annotate(
             rank=RawSQL(f"ts_rank({table}.search_vector, {tsquery})", [loose], output_field=FloatField()),
@@ -210,7 +211,7 @@ def _rank_term_overlap(scope: Scope, query: str) -> list[PassageHit]:
         condition |= Q(text__icontains=fragment) | Q(document_title__icontains=fragment)
     candidates = (
         Passage.objects.for_scope(scope)
-        .filter(condition)
+        .filter(condition, document__workspace_id=scope.workspace_id)
         .order_by("id")
         .values_list("id", "document_id", "text", "document_title", "document__source_url")[:FALLBACK_CANDIDATES]
     )

@@ -1,7 +1,7 @@
 """Writing the events every reply publishes to the stream log, batched across replies.
 
 Group commit: while one round of appends is on its way to the log, the events every reply produces
-meanwhile wait and go together in the next round (one pipeline for all replies), so a fast
+meanwhile wait and go together in the next round (one script call for all replies), so a fast
 provider costs one round trip per batch, not per token, and a slow one still sends each token the
 moment it exists. A round's answer per reply may stop it: the log refused the events (unreachable),
 another process ended the message (its first seq was taken), or a cancel of it was asked for.
