@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from agents.providers.base import Provider
+import asyncio
+import threading
+import weakref
+
+from agents.providers.base import Provider, SDKStreamingProvider
 
 
 def get_provider(name: str | None = None) -> Provider:
@@ -17,9 +21,32 @@ def get_provider(name: str | None = None) -> Provider:
     if name == "openai":
         from agents.providers.openai import OpenAIProvider
 
-        return OpenAIProvider()
+        return _shared(OpenAIProvider)
     if name == "anthropic":
         from agents.providers.anthropic import AnthropicProvider
 
-        return AnthropicProvider()
+        return _shared(AnthropicProvider)
     raise ValueError(f"unknown provider {name!r}")
+
+
+# Per event loop, the SDK providers in use there by their configuration.
+_providers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple, SDKStreamingProvider]] = (
+    weakref.WeakKeyDictionary()
+)
+_providers_lock = threading.Lock()
+
+
+def _shared(provider_class: type[SDKStreamingProvider]) -> SDKStreamingProvider:
+    """One provider per event loop and configuration, so the replies of a loop share one SDK
+    client: its connections stay open between replies, and a new client's TLS context alone costs
+    tens of milliseconds of CPU. Called without a running loop: a provider of its own."""
+    provider = provider_class()
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return provider
+    configuration = (
+        provider_class, provider.base_url, provider.api_key, provider.model, provider.timeout, provider.max_retries
+    )
+    with _providers_lock:
+        return _providers.setdefault(loop, {}).setdefault(configuration, provider)

@@ -6,6 +6,7 @@ module subclasses it as `Test…Contract`, naming its wire module and provider c
 
 from __future__ import annotations
 
+import asyncio
 import time
 from types import ModuleType
 from typing import Any
@@ -22,6 +23,7 @@ from agents.providers.base import (
     Turn,
     Usage,
 )
+from tests.providers.conftest import consume
 
 HELLO = ProviderRequest(system="You are terse.", turns=[Turn(role="user", content="Hi")])
 SEARCH = ToolSpec(
@@ -160,6 +162,26 @@ class ProviderContract:
 
         assert seen[0] == TextDelta("First ")
         assert disconnected, "the server never saw the client hang up"
+
+    def test_replies_on_one_event_loop_share_one_client_and_its_connection(self, fake_server, settings, monkeypatch):
+        setattr(settings, self.provider_class.key_setting, "sk-shared")
+        monkeypatch.setenv(self.provider_class.url_setting, fake_server.url + self.url_suffix)
+        for word in ("one", "two", "three"):
+            fake_server.reply_stream(self.wire.PATH, self.wire.text_reply([word]))
+
+        async def three_replies() -> tuple[list[str], int, int]:
+            providers = []
+            texts = []
+            for _ in range(3):
+                providers.append(get_provider(self.provider_class.name))
+                texts.append((await consume(providers[-1].stream(HELLO))).text)
+            return texts, len({id(p) for p in providers}), len({id(p.client()) for p in providers})
+
+        texts, distinct_providers, distinct_clients = asyncio.run(three_replies())
+        assert texts == ["one", "two", "three"]
+        assert (distinct_providers, distinct_clients) == (1, 1)
+        assert fake_server.connections_opened == 1  # kept alive from one reply to the next
+        assert get_provider(self.provider_class.name) is not get_provider(self.provider_class.name)  # no loop: its own
 
     def test_missing_api_key_is_provider_not_configured(self, settings, monkeypatch, run_stream):
         setattr(settings, self.provider_class.key_setting, "")

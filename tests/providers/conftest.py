@@ -50,6 +50,7 @@ class ScriptedServer:
 
     def __init__(self) -> None:
         self.requests: list[RecordedRequest] = []
+        self.connections_opened = 0
         self.disconnected = threading.Event()
         self._replies: dict[str, list[_Reply]] = {}
         self._connections: set[asyncio.Task] = set()
@@ -92,6 +93,7 @@ class ScriptedServer:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         self._connections.add(task)
+        self.connections_opened += 1
         try:
             while await self._answer_one(reader, writer):
                 pass
