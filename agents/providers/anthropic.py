@@ -14,6 +14,7 @@ import anthropic
 import httpx2
 
 from agents.providers.base import (
+    OpenResponse,
     ProviderError,
     ProviderEvent,
     ProviderRequest,
@@ -25,6 +26,7 @@ from agents.providers.base import (
     Usage,
     decode_tool_arguments,
     error_code_for,
+    sse_json,
 )
 
 DEFAULT_MODEL = "claude-haiku-4-5"
@@ -67,14 +69,17 @@ def tool_params(tools: list[ToolSpec]) -> list[dict[str, Any]]:
     return [{"name": tool.name, "description": tool.description, "input_schema": tool.parameters} for tool in tools]
 
 
-def _input_tokens(usage: Any) -> int | None:
+def _input_tokens(usage: dict[str, Any]) -> int | None:
     """All input tokens of a usage report, cached ones included; None when it carries no input count."""
-    if getattr(usage, "input_tokens", None) is None:
+    if usage.get("input_tokens") is None:
         return None
     return sum(
-        getattr(usage, name, None) or 0
-        for name in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
+        usage.get(name) or 0 for name in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
     )
+
+
+def _object(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 @dataclass
@@ -121,12 +126,15 @@ class AnthropicProvider(SDKStreamingProvider):
             params["tools"] = tool_params(request.tools)
         return params
 
-    async def open_stream(self, request: ProviderRequest) -> anthropic.AsyncStream[Any]:
-        return await self.client().messages.create(**self.request_params(request))
+    async def open_stream(self, request: ProviderRequest) -> OpenResponse:
+        # The raw response, read as plain JSON events (`events`): the SDK's typed stream builds a
+        # model object for every event, which cost more CPU per word than everything else a reply does.
+        return await OpenResponse.enter(
+            self.client().messages.with_streaming_response.create(**self.request_params(request))
+        )
 
     def api_error(self, exc: Exception) -> ProviderError:
         if isinstance(exc, anthropic.APIStatusError):
-            # An `error` event inside a 200 stream arrives as a status error carrying status 200.
             status = exc.status_code if exc.status_code >= 400 else None
             message = f"Anthropic API ({exc.type or exc.status_code}): {exc.api_message or exc.message}"
             return ProviderError(error_code_for(status, exc.type), message)
@@ -134,33 +142,46 @@ class AnthropicProvider(SDKStreamingProvider):
             return ProviderError("provider_not_configured", f"Anthropic client: {exc}")
         return ProviderError("provider_error", f"Unreadable reply from {self.vendor} ({type(exc).__name__}).")
 
-    async def events(self, response: anthropic.AsyncStream[Any]) -> AsyncIterator[ProviderEvent]:
+    async def events(self, response: OpenResponse) -> AsyncIterator[ProviderEvent]:
         """TextDelta per text_delta, a ToolCallRequest per finished tool_use block, then Usage."""
         tool_uses: dict[int, _ToolUse] = {}
         input_tokens = output_tokens = 0
         stopped = False
-        async for event in response:
-            kind = event.type
+        async for event in sse_json(response.raw):
+            kind = event.get("type")
+            index = event.get("index")
             if kind == "message_start":
-                input_tokens = _input_tokens(event.message.usage) or 0
-                output_tokens = event.message.usage.output_tokens or 0
-            elif kind == "content_block_start" and event.content_block.type == "tool_use":
-                block = event.content_block
-                tool_uses[event.index] = _ToolUse(block.id, block.name, block.input)
+                usage = _object(_object(event.get("message")).get("usage"))
+                input_tokens = _input_tokens(usage) or 0
+                output_tokens = usage.get("output_tokens") or 0
+            elif kind == "content_block_start":
+                block = _object(event.get("content_block"))
+                if block.get("type") == "tool_use":
+                    tool_uses[index] = _ToolUse(
+                        str(block.get("id") or ""), str(block.get("name") or ""), block.get("input")
+                    )
             elif kind == "content_block_delta":
-                delta = event.delta
-                if delta.type == "text_delta" and delta.text:
-                    yield TextDelta(delta.text)
-                elif delta.type == "input_json_delta" and event.index in tool_uses:
-                    tool_uses[event.index].fragments.append(delta.partial_json)
-            elif kind == "content_block_stop" and event.index in tool_uses:
-                yield tool_uses.pop(event.index).request()
+                delta = _object(event.get("delta"))
+                if delta.get("type") == "text_delta" and delta.get("text"):
+                    yield TextDelta(str(delta["text"]))
+                elif delta.get("type") == "input_json_delta" and index in tool_uses:
+                    tool_uses[index].fragments.append(str(delta.get("partial_json") or ""))
+            elif kind == "content_block_stop" and index in tool_uses:
+                yield tool_uses.pop(index).request()
             elif kind == "message_delta":
                 # message_delta usage is cumulative for the whole message.
-                input_tokens = _input_tokens(event.usage) or input_tokens
-                output_tokens = event.usage.output_tokens or output_tokens
+                usage = _object(event.get("usage"))
+                input_tokens = _input_tokens(usage) or input_tokens
+                output_tokens = usage.get("output_tokens") or output_tokens
             elif kind == "message_stop":
                 stopped = True
+            elif kind == "error":  # the API failed after the stream started (e.g. overloaded)
+                error = _object(event.get("error"))
+                error_type = error.get("type") if isinstance(error.get("type"), str) else None
+                message = error.get("message") if isinstance(error.get("message"), str) else "An error occurred."
+                raise ProviderError(
+                    error_code_for(None, error_type), f"Anthropic API ({error_type or 'error'}): {message}"
+                )
         if not stopped:
             raise ProviderError("provider_error", "The Anthropic stream ended before the message stopped.")
         yield Usage(input_tokens=input_tokens, output_tokens=output_tokens)

@@ -6,11 +6,12 @@ appends the results to the conversation and calls the provider again.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
 from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager, aclosing
+from contextlib import AbstractAsyncContextManager, aclosing, suppress
 from dataclasses import dataclass, field
 from typing import (
     Any,
@@ -162,6 +163,60 @@ def decode_tool_arguments(raw: str, tool_name: str) -> dict[str, Any]:
         "tool call %r: arguments are not a JSON object (%d chars); using {}", tool_name, len(raw)
     )
     return {}
+
+
+class OpenResponse:
+    """An SDK's raw streaming response whose headers have arrived (`raw`: its AsyncAPIResponse, from
+    `with_streaming_response`); leaving `async with` closes it."""
+
+    def __init__(self, manager: AbstractAsyncContextManager[Any], raw: Any) -> None:
+        self._manager = manager
+        self.raw = raw
+
+    @classmethod
+    async def enter(cls, manager: AbstractAsyncContextManager[Any]) -> OpenResponse:
+        """Send the request (the SDK raises its own errors for a failed one, after its retries)."""
+        return cls(manager, await manager.__aenter__())
+
+    async def __aenter__(self) -> OpenResponse:
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        await self._manager.__aexit__(*exc_info)
+
+
+# After a stream's last event, how long the rest of its body (normally just its end) may take to
+# arrive: reading it to the end lets the connection serve the next reply.
+DRAIN_SECONDS = 1.0
+
+
+async def sse_json(response: Any, *, done: str | None = None) -> AsyncIterator[dict[str, Any]]:
+    """The JSON object of each Server-Sent Event of a raw SDK response (its data lines joined), up
+    to a `done` data payload; a payload that is not a JSON object is a ProviderError."""
+    lines = aiter(response.iter_lines())
+    data: list[str] = []
+    async for line in lines:
+        if line:
+            name, _, value = line.partition(":")
+            if name == "data":
+                data.append(value[1:] if value.startswith(" ") else value)
+            continue  # `event:`, `id:`, `retry:` and comments: the JSON says what it is
+        if not data:
+            continue
+        payload, data = "\n".join(data), []
+        if payload == done:
+            with suppress(TimeoutError):
+                async with asyncio.timeout(DRAIN_SECONDS):
+                    async for _rest in lines:
+                        pass
+            return
+        try:
+            decoded = json.loads(payload)
+        except ValueError:
+            decoded = None
+        if not isinstance(decoded, dict):
+            raise ProviderError("provider_error", "The provider sent an event that is not a JSON object.")
+        yield decoded
 
 
 class SDKStreamingProvider:

@@ -15,6 +15,7 @@ import httpx2
 import openai
 
 from agents.providers.base import (
+    OpenResponse,
     ProviderError,
     ProviderEvent,
     ProviderRequest,
@@ -26,6 +27,7 @@ from agents.providers.base import (
     Usage,
     decode_tool_arguments,
     error_code_for,
+    sse_json,
 )
 
 DEFAULT_MODEL = "gpt-4o-mini"
@@ -83,16 +85,18 @@ class ToolCallAssembler:
     def __init__(self) -> None:
         self._calls: dict[int, _PartialCall] = {}
 
-    def add(self, fragment: Any) -> None:
+    def add(self, fragment: dict[str, Any]) -> None:
+        """One `delta.tool_calls` item, as the chunk's JSON has it."""
+        index = fragment.get("index")
         # A server that omits `index` sends each call whole, so each such fragment is a call of its own.
-        index = fragment.index if isinstance(fragment.index, int) else 1_000_000 + len(self._calls)
+        index = index if isinstance(index, int) else 1_000_000 + len(self._calls)
         call = self._calls.setdefault(index, _PartialCall())
-        if fragment.id:
-            call.id = fragment.id
-        function = fragment.function
-        if function is not None:
-            call.name += function.name or ""
-            call.arguments.append(function.arguments or "")
+        if fragment.get("id"):
+            call.id = str(fragment["id"])
+        function = fragment.get("function")
+        if isinstance(function, dict):
+            call.name += str(function.get("name") or "")
+            call.arguments.append(str(function.get("arguments") or ""))
 
     def complete(self) -> list[ToolCallRequest]:
         """The calls gathered so far, in index order; the assembler is empty afterwards."""
@@ -133,9 +137,13 @@ class OpenAIProvider(SDKStreamingProvider):
             params["tools"] = function_tools(request.tools)
         return params
 
-    async def open_stream(self, request: ProviderRequest) -> openai.AsyncStream[Any]:
+    async def open_stream(self, request: ProviderRequest) -> OpenResponse:
+        # The raw response, read as plain JSON chunks (`events`): the SDK's typed stream builds a
+        # model object for every chunk, which cost more CPU per word than everything else a reply does.
         client = self.client()
-        return await client.chat.completions.create(**self.request_params(request, client))
+        return await OpenResponse.enter(client.chat.completions.with_streaming_response.create(
+            **self.request_params(request, client)
+        ))
 
     def api_error(self, exc: Exception) -> ProviderError:
         if isinstance(exc, openai.APIStatusError):
@@ -147,23 +155,30 @@ class OpenAIProvider(SDKStreamingProvider):
             return ProviderError("provider_not_configured", f"OpenAI client: {exc}")
         return ProviderError("provider_error", f"Unreadable reply from {self.vendor} ({type(exc).__name__}).")
 
-    async def events(self, response: openai.AsyncStream[Any]) -> AsyncIterator[ProviderEvent]:
+    async def events(self, response: OpenResponse) -> AsyncIterator[ProviderEvent]:
         """TextDelta per content delta, each ToolCallRequest once its choice finishes, then Usage."""
         calls = ToolCallAssembler()
         usage = Usage(input_tokens=0, output_tokens=0)  # servers that ignore include_usage report none
         finished = False
-        async for chunk in response:
-            if chunk.usage is not None:
-                usage = Usage(chunk.usage.prompt_tokens or 0, chunk.usage.completion_tokens or 0)
-            for choice in getattr(chunk, "choices", None) or ():
-                delta = choice.delta
-                if delta is not None:
-                    for text in (delta.content, delta.refusal):
+        async for chunk in sse_json(response.raw, done="[DONE]"):
+            error = chunk.get("error")
+            if error:  # an error chunk in the middle of the stream
+                error = error if isinstance(error, dict) else {}
+                message = error.get("message") if isinstance(error.get("message"), str) else "An error occurred."
+                code = error_code_for(None, error.get("code"), error.get("type"))
+                raise ProviderError(code, f"OpenAI-compatible API: {message}")
+            reported = chunk.get("usage")
+            if isinstance(reported, dict):
+                usage = Usage(reported.get("prompt_tokens") or 0, reported.get("completion_tokens") or 0)
+            for choice in chunk.get("choices") or ():
+                delta = choice.get("delta")
+                if isinstance(delta, dict):
+                    for text in (delta.get("content"), delta.get("refusal")):
                         if text:
-                            yield TextDelta(text)
-                    for fragment in delta.tool_calls or ():
+                            yield TextDelta(str(text))
+                    for fragment in delta.get("tool_calls") or ():
                         calls.add(fragment)
-                if choice.finish_reason:
+                if choice.get("finish_reason"):
                     finished = True
                     for call in calls.complete():
                         yield call
