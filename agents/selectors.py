@@ -6,13 +6,14 @@ import django_filters
 from django.db.models import QuerySet
 
 from agents.models import Agent, AgentVersion
+from workspaces.filters import FilterSet
 from workspaces.tenancy import Scope
 
 AGENT_ORDERING = ("name", "id")
 VERSION_ORDERING = ("-version",)
 
 
-class AgentFilter(django_filters.FilterSet):
+class AgentFilter(FilterSet):
     slug = django_filters.CharFilter(field_name="slug", max_length=100, help_text="The agent with this slug.")
 
     class Meta:

@@ -229,6 +229,7 @@ class SendAcceptedSchema(serializers.Serializer):
     stream_url = serializers.URLField()
 
 
+_ISO_UTC = "%Y-%m-%dT%H:%M:%S.%fZ"  # the DATETIME_FORMAT of tenex.settings
 _DATETIME = serializers.DateTimeField()  # unbound: formats by the DATETIME_FORMAT setting, as the schemas do
 
 
@@ -237,8 +238,14 @@ def _datetime(value) -> str | None:
     activates another time zone), so an aware value in UTC skips DRF's per-value time zone lookup."""
     if value is None:
         return None
-    if value.tzinfo is UTC and isinstance(api_settings.DATETIME_FORMAT, str) and "%" in api_settings.DATETIME_FORMAT:
-        return value.strftime(api_settings.DATETIME_FORMAT)
+    if value.tzinfo is UTC:
+        written = api_settings.DATETIME_FORMAT
+        if written == _ISO_UTC and value.year >= 1000:
+            # What strftime writes with that format (its years are not padded below 1000), at a
+            # fraction of strftime's cost: a page of threads holds dozens of timestamps.
+            return value.isoformat(timespec="microseconds")[:-6] + "Z"
+        if isinstance(written, str) and "%" in written:
+            return value.strftime(written)
     return _DATETIME.to_representation(value)
 
 

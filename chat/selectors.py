@@ -7,13 +7,13 @@ from django.db.models import Prefetch, QuerySet
 
 from chat import search
 from chat.models import Attachment, Message, Thread
-from workspaces.filters import StrictBooleanFilter
+from workspaces.filters import FilterSet, StrictBooleanFilter
 from workspaces.tenancy import Scope
 
 THREAD_ORDERING = ("-activity_at", "-id")
 
 
-class ThreadFilter(django_filters.FilterSet):
+class ThreadFilter(FilterSet):
     user_id = django_filters.CharFilter(field_name="user_id", max_length=64)
     agent_id = django_filters.CharFilter(field_name="agent_id", max_length=64)
     pinned = StrictBooleanFilter()

@@ -28,6 +28,7 @@ from chat.schemas import (
     ThreadSchema,
     ThreadSearchResultSchema,
     ThreadUpdateSchema,
+    thread_data,
 )
 from chat.stream.sse import sse_response
 from workspaces.errors import NOT_FOUND_BODY, ApiError, ServiceUnavailable
@@ -91,7 +92,8 @@ class ThreadViewSet(mixins.ListModelMixin, ChatViewSet):
 
     def list(self, request):
         page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
-        results = ThreadSchema(page, many=True).data
+        # What ThreadSchema(page, many=True).data gives, without DRF's list serializer around it.
+        results = [thread_data(thread) for thread in page]
         query = search.text_query(self.scope, request.query_params.get("q", ""))
         if query is not None and page:
             hits = search.thread_hits(scope=self.scope, query=query, thread_ids=[t.pk for t in page])

@@ -5,14 +5,15 @@ from __future__ import annotations
 from datetime import timedelta
 
 from django.conf import settings
+from django.db import connection
 from django.db.models import F, QuerySet
 from django.utils import timezone
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 
 from workspaces.keys import digest_matches, parse_key
-from workspaces.models import ApiKey, Membership
-from workspaces.tenancy import ALL_SCOPES, Scope, unique_or_none
+from workspaces.models import ApiKey, Membership, Workspace
+from workspaces.tenancy import ALL_SCOPES, RLS_SETTING, Scope, unique_or_none
 from workspaces.throttling import refuse_if_address_blocked
 
 LAST_USED_RESOLUTION = timedelta(minutes=1)
@@ -33,6 +34,42 @@ class KeyPrincipal:
         return self.key.prefix
 
 
+# The scoped viewsets (workspaces.viewsets) authenticate inside the request's transaction and set
+# its row-level-security workspace right after. With SETS_DATABASE_WORKSPACE true on the request,
+# the key's lookup sets it in the same statement, for a key that authenticates (its digest, not
+# revoked, not expired, judged in SQL exactly as in Python), and DATABASE_WORKSPACE_SET on the
+# request names the workspace it set: one round trip fewer on every API request.
+SETS_DATABASE_WORKSPACE = "tenex_sets_database_workspace"
+DATABASE_WORKSPACE_SET = "tenex_database_workspace_set"
+_KEY_FIELDS = list(ApiKey._meta.concrete_fields)
+_KEY_COLUMNS = ", ".join(f'k."{field.column}"' for field in _KEY_FIELDS)
+_KEY_SETTING_WORKSPACE_SQL = (
+    f'SELECT {_KEY_COLUMNS}, w."search_config", CASE WHEN k."secret_hash" = %s AND k."revoked_at" IS NULL '
+    f'AND (k."expires_at" IS NULL OR k."expires_at" > %s) THEN set_config(%s, k."workspace_id", true) '
+    f'END FROM "{ApiKey._meta.db_table}" k JOIN "{Workspace._meta.db_table}" w ON w."id" = k."workspace_id" '
+    'WHERE k."prefix" = %s'
+)
+
+
+def _key_setting_workspace(parsed, now) -> ApiKey | None:
+    """PostgreSQL: the key with this prefix, read in one statement with its workspace's search
+    configuration; the statement also sets the workspace for row-level security when the key
+    authenticates (`database_workspace` on the key: the workspace set, or None)."""
+    with connection.cursor() as cursor:
+        cursor.execute(_KEY_SETTING_WORKSPACE_SQL, [parsed.digest, now, RLS_SETTING, parsed.prefix])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    count = len(_KEY_FIELDS)
+    values = [
+        field.from_db_value(value, None, connection) if hasattr(field, "from_db_value") else value
+        for field, value in zip(_KEY_FIELDS, row[:count], strict=True)
+    ]
+    key = ApiKey.from_db(connection.alias, [field.attname for field in _KEY_FIELDS], values)
+    key.workspace_search_config, key.database_workspace = row[count], row[count + 1]
+    return key
+
+
 class ApiKeyAuthentication(authentication.BaseAuthentication):
     keyword = "Bearer"
 
@@ -49,12 +86,21 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
             raise exceptions.AuthenticationFailed(UNAUTHORIZED_MESSAGE)
         # An address past its budget of failed authentications is refused before the lookup too.
         refuse_if_address_blocked(request)
-        key = unique_or_none(
-            ApiKey.objects.filter(prefix=parsed.prefix).annotate(workspace_search_config=F("workspace__search_config"))
-        )
-        if key is None or not digest_matches(parsed.raw, key.secret_hash) or not key.is_usable():
+        now = timezone.now()
+        sets_workspace = getattr(request, SETS_DATABASE_WORKSPACE, False) and connection.vendor == "postgresql"
+        if sets_workspace:
+            key = _key_setting_workspace(parsed, now)
+        else:
+            key = unique_or_none(
+                ApiKey.objects.filter(prefix=parsed.prefix).annotate(
+                    workspace_search_config=F("workspace__search_config")
+                )
+            )
+        if key is None or not digest_matches(parsed.raw, key.secret_hash) or not key.is_usable(now):
             raise exceptions.AuthenticationFailed(UNAUTHORIZED_MESSAGE)
-        self._touch(key)
+        if sets_workspace and key.database_workspace == key.workspace_id:
+            setattr(request, DATABASE_WORKSPACE_SET, key.workspace_id)
+        self._touch(key, now)
         scope = Scope(
             workspace_id=key.workspace_id,
             user_id=key.user_id,
@@ -69,9 +115,8 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         return 'Bearer realm="api"'
 
     @staticmethod
-    def _touch(key: ApiKey) -> None:
+    def _touch(key: ApiKey, now) -> None:
         # Written at most once a minute per key: a hot key must not turn every read into a write.
-        now = timezone.now()
         if key.last_used_at is None or now - key.last_used_at >= LAST_USED_RESOLUTION:
             ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
             key.last_used_at = now

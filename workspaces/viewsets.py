@@ -10,6 +10,7 @@ from __future__ import annotations
 from django.db import connection, transaction
 from rest_framework import exceptions, viewsets
 
+from workspaces.authentication import DATABASE_WORKSPACE_SET, SETS_DATABASE_WORKSPACE
 from workspaces.ids import looks_like_id
 from workspaces.models import Membership
 from workspaces.pagination import KeysetPagination
@@ -33,8 +34,13 @@ class ScopedViewSetMixin:
             return super().dispatch(request, *args, **kwargs)
 
     def initial(self, request, *args, **kwargs):
+        # Authentication runs in super().initial(), inside this request's transaction: an API key's
+        # lookup may set the workspace in the same statement (workspaces.authentication).
+        in_transaction = connection.in_atomic_block
+        setattr(request, SETS_DATABASE_WORKSPACE, in_transaction)
         super().initial(request, *args, **kwargs)
-        set_database_workspace(self.scope.workspace_id)
+        if not in_transaction or getattr(request, DATABASE_WORKSPACE_SET, None) != self.scope.workspace_id:
+            set_database_workspace(self.scope.workspace_id)
 
     @property
     def scope(self) -> Scope:

@@ -201,6 +201,7 @@ def test_the_thread_object_is_what_its_schema_declares(alice, workspace):
             knowledge_document_ids=["doc_a", "doc_b"], pinned=True, archived=True, message_count=7,
             metadata={"crm": {"id": 12, "tags": ["é", None]}}, context={"agent": {"id": agent.pk, "version": 3}},
             last_message_at=dt.datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=dt.UTC),
+            updated_at=dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC),  # no microseconds: still written
         ),
     ]
     with tenant_context(workspace.pk):

@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import datetime as dt
+from types import SimpleNamespace
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
+from rest_framework.exceptions import AuthenticationFailed
+from rest_framework.test import APIClient
 
 from tests.conftest import make_client
+from tests.factories import ThreadFactory
 from tests.helpers import assert_error
 from workspaces import authentication, keys
 from workspaces.ids import ALPHABET
 from workspaces.models import ApiKey
+from workspaces.tenancy import database_workspace
 
 URL = "/api/v1/workspace"
 
@@ -140,3 +145,60 @@ def test_missing_malformed_unknown_revoked_and_expired_keys_get_one_identical_40
     assert_error(responses["revoked"], 401, "unauthorized")
     assert all(r["WWW-Authenticate"] == 'Bearer realm="api"' for r in responses.values())
     assert alice.client.get(URL).status_code == 200
+
+
+# --- the row-level-security workspace, set by the key's lookup -----------------------------------
+def _settings_sent(queries) -> list[str]:
+    return [q["sql"] for q in queries if "set_config" in q["sql"]]
+
+
+@pytest.mark.django_db
+def test_a_key_request_sets_its_workspace_in_the_statement_that_finds_the_key(alice, outsider, other_workspace):
+    thread = ThreadFactory(workspace=ApiKey.objects.get(user=alice.user).workspace, user=alice.user)
+    ThreadFactory(workspace=other_workspace, user=outsider.user)
+    with CaptureQueriesContext(connection) as queries:
+        response = alice.client.get("/api/v1/chat/threads")
+    assert [t["id"] for t in response.json()["results"]] == [thread.pk]  # RLS (forced here) let them through
+    (sent,) = _settings_sent(queries)
+    assert "workspaces_apikey" in sent
+
+
+@pytest.mark.django_db
+def test_a_session_request_sets_its_workspace_on_its_own(alice, workspace):
+    thread = ThreadFactory(workspace=workspace, user=alice.user)
+    client = APIClient()
+    client.force_login(alice.user)
+    with CaptureQueriesContext(connection) as queries:
+        response = client.get("/api/v1/chat/threads")
+    assert [t["id"] for t in response.json()["results"]] == [thread.pk]
+    assert _settings_sent(queries) == [f"SELECT set_config('tenex.workspace_id', '{workspace.pk}', true)"]
+
+
+def _authenticate_as_a_scoped_view(raw: str) -> tuple[bool, str | None, str | None]:
+    """Authenticate the way a scoped viewset asks to (in a transaction, the workspace wanted): whether
+    the key was accepted, the workspace set in the transaction after it, and the one reported set."""
+    request = SimpleNamespace(META={"HTTP_AUTHORIZATION": f"Bearer {raw}", "REMOTE_ADDR": "192.0.2.1"})
+    setattr(request, authentication.SETS_DATABASE_WORKSPACE, True)
+    with transaction.atomic():
+        try:
+            accepted = authentication.ApiKeyAuthentication().authenticate(request) is not None
+        except AuthenticationFailed:
+            accepted = False
+        found = database_workspace()
+        transaction.set_rollback(True)  # the setting must not outlive this helper
+    return accepted, found, getattr(request, authentication.DATABASE_WORKSPACE_SET, None)
+
+
+@pytest.mark.django_db
+def test_only_a_key_that_authenticates_sets_the_workspace(alice, bob, workspace):
+    from workspaces.services import api_key_create, api_key_revoke
+
+    assert _authenticate_as_a_scoped_view(alice.key) == (True, workspace.pk, workspace.pk)
+    forged = _with_valid_checksum(alice.key[4:12] + keys.generate_key()[12:36])  # the right prefix
+    revoked = api_key_create(workspace=workspace, user=alice.user)
+    api_key_revoke(api_key=revoked.api_key)
+    expired = api_key_create(workspace=workspace, user=alice.user, expires_at=timezone.now() - dt.timedelta(seconds=1))
+    for refused in (forged, revoked.secret, expired.secret, keys.generate_key()):
+        assert _authenticate_as_a_scoped_view(refused) == (False, None, None)
+    ApiKey.objects.filter(user=bob.user).update(expires_at=timezone.now() + dt.timedelta(minutes=1))
+    assert _authenticate_as_a_scoped_view(bob.key) == (True, workspace.pk, workspace.pk)
