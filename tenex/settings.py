@@ -134,9 +134,9 @@ if DATABASE_URL:
     else:
         _db["CONN_MAX_AGE"] = env_int("TENEX_DB_CONN_MAX_AGE", 0 if TESTING else 60, minimum=0)
     _db["CONN_HEALTH_CHECKS"] = True
-    # Parameters bound by the server, so psycopg prepares the statements a connection runs often
-    # (after 5 runs) and PostgreSQL stops planning them anew each time. Turn off behind a pooler
-    # that cannot keep prepared statements (PgBouncer in transaction mode before 1.21).
+    # Parameters bound by the server (the extended query protocol), not quoted into the SQL by
+    # psycopg. Statements are not prepared (Django leaves psycopg's prepare_threshold off), so every
+    # statement is planned anew, and any pooler in front of PostgreSQL works.
     _db["OPTIONS"]["server_side_binding"] = env_bool("TENEX_DB_SERVER_SIDE_BINDING", True)
     # One test database per test run, so parallel runs on one server never collide.
     _db["TEST"] = {"NAME": env_str("TENEX_TEST_DATABASE_NAME", f"test_{_db['NAME']}_{os.getpid()}")}
