@@ -486,18 +486,18 @@ class RedisStreamLog:
         """The batches (by index) grouped into script calls: by hash tag on a cluster (a call's keys
         must share a slot), and at most about APPEND_CALL_EVENTS events a call."""
         cluster = is_cluster(self._url)
-        calls: dict[str, list[list[int]]] = {}
-        sizes: dict[str, int] = {}
+        calls: list[list[int]] = []
+        filling: dict[str, tuple[list[int], int]] = {}  # per group: its call being filled, and its events
         for index in pending:
             message_id, events = batches[index]
             group = shard_tag(message_id) if cluster else ""
-            open_calls = calls.setdefault(group, [[]])
-            if open_calls[-1] and sizes.get(group, 0) + len(events) > APPEND_CALL_EVENTS:
-                open_calls.append([])
-                sizes[group] = 0
-            open_calls[-1].append(index)
-            sizes[group] = sizes.get(group, 0) + len(events)
-        return [call for group_calls in calls.values() for call in group_calls]
+            call, size = filling.get(group, ([], 0))
+            if not call or size + len(events) > APPEND_CALL_EVENTS:
+                call, size = [], 0
+                calls.append(call)
+            call.append(index)
+            filling[group] = (call, size + len(events))
+        return calls
 
     def _append_command(self, script: tuple[str, str], batches: list[tuple[str, list[Event]]], call: list[int]) -> list:
         keys: list[str] = []
