@@ -21,7 +21,7 @@ from django.db.models import Q, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from chat.models import Attachment, File, Thread
+from chat.models import Attachment, File
 from knowledge.models import Document
 from workspaces.errors import ReferenceNotFound
 from workspaces.tenancy import Scope, unique_or_none
@@ -147,9 +147,9 @@ def _file_id(attachment: Mapping[str, Any] | Attachment) -> str:
 
 @transaction.atomic
 def attach_files_to_thread(
-    *, scope: Scope, thread: Thread, attachments: Iterable[Mapping[str, Any] | Attachment]
+    *, scope: Scope, thread_id: str, attachments: Iterable[Mapping[str, Any] | Attachment]
 ) -> int:
-    """Mark the attachments' files as belonging to `thread` (they then go with it); returns how many.
+    """Mark the attachments' files as belonging to the thread (they then go with it); returns how many.
 
     The conditional update is the race guard: a file claimed by another thread in the meantime is
     not taken over, and the whole send fails with ReferenceNotFound instead.
@@ -157,8 +157,9 @@ def attach_files_to_thread(
     file_ids = sorted({fid for fid in (_file_id(a) for a in attachments) if fid})
     if not file_ids:
         return 0
-    claimable = File.objects.for_scope(scope).filter(pk__in=file_ids).filter(Q(thread__isnull=True) | Q(thread=thread))
-    claimed = claimable.update(thread=thread, attached_at=Coalesce("attached_at", Value(timezone.now())))
+    claimable = File.objects.for_scope(scope).filter(pk__in=file_ids)
+    claimable = claimable.filter(Q(thread__isnull=True) | Q(thread_id=thread_id))
+    claimed = claimable.update(thread_id=thread_id, attached_at=Coalesce("attached_at", Value(timezone.now())))
     if claimed != len(file_ids):
         raise ReferenceNotFound("file")
     return claimed

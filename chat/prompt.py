@@ -10,11 +10,12 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.conf import settings
-from django.db.models import Exists, OuterRef
+from django.db import connection
 
 from agents.context import system_prompt_for
 from agents.providers.base import ATTACHMENT_MARKER, Turn
 from agents.runtime import AssistantRequest, estimate_tokens
+from chat.appends import ThreadHead
 from chat.models import Attachment, Message, Thread
 from workspaces.tenancy import Scope
 
@@ -31,18 +32,19 @@ class GenerationInput:
     request: AssistantRequest
 
 
-def generation_input(workspace_id: str, thread: Thread, position: int, created_at: datetime) -> GenerationInput:
+def generation_input(
+    workspace_id: str, thread: Thread | ThreadHead, position: int, created_at: datetime
+) -> GenerationInput:
     """What the assistant needs to write the reply at `position` of `thread`.
 
     Read in the transaction that appends the reply, with the thread's row locked, so the history is
     exactly what precedes the reply; the producer then starts without a database step of its own.
     """
-    earlier = Message.objects.for_workspace(workspace_id).filter(thread_id=thread.pk, position__lt=position)
     request = AssistantRequest(
         scope=Scope(workspace_id=workspace_id, user_id=thread.user_id),
         thread_id=thread.pk,
         system=system_prompt_for(thread.context or {}, thread.system_prompt),
-        history=history_window(workspace_id, earlier),
+        history=history_window(workspace_id, thread.pk, position),
         tool_names=tool_names(thread),
         model=settings.TENEX_LLM_MODEL,
         knowledge_document_ids=tuple(thread.knowledge_document_ids or ()),
@@ -58,9 +60,17 @@ def render_user_turn(content: str, attachments: list[tuple[str, str, str]]) -> s
     return "".join(parts)
 
 
-def history_window(workspace_id: str, earlier) -> list[Turn]:
-    """The turns of `earlier` (a queryset of the thread's earlier messages) the provider may see,
-    oldest first, as plain rows (no model instances: a hot path).
+# The thread's messages before a position, newest first, with whether each has attachments.
+_EARLIER_SQL = (
+    "SELECT m.id, m.role, m.content, EXISTS (SELECT 1 FROM chat_attachment a WHERE a.workspace_id = %s "
+    "AND a.message_id = m.id), m.position FROM chat_message m "
+    "WHERE m.workspace_id = %s AND m.thread_id = %s AND m.position < %s ORDER BY m.position DESC LIMIT %s"
+)
+
+
+def history_window(workspace_id: str, thread_id: str, before: int) -> list[Turn]:
+    """The turns of the thread's messages before position `before` that the provider may see,
+    oldest first, as plain rows (no model instances, one hand-written statement: a hot path).
 
     Rows are read newest first, in pages that double (one query for most threads), until the
     per-message estimate `agents.runtime.trim_history` uses, on the text alone (attachments and tool
@@ -69,25 +79,23 @@ def history_window(workspace_id: str, earlier) -> list[Turn]:
     that have some, in one more query.
     """
     budget = settings.TENEX_HISTORY_TOKEN_BUDGET
-    has_attachments = Exists(Attachment.objects.for_workspace(workspace_id).filter(message_id=OuterRef("pk")))
-    newest_first = (
-        earlier.order_by("-position").annotate(attached=has_attachments)
-        .values_list("pk", "role", "content", "attached", "position")
-    )
     rows: list[tuple[str, str, str, bool, int]] = []
     used = 0
     page = HISTORY_FIRST_PAGE
-    while len(rows) < HISTORY_SCAN_LIMIT and used <= budget:
-        query = newest_first.filter(position__lt=rows[-1][4]) if rows else newest_first
-        fetched = list(query[: min(page, HISTORY_SCAN_LIMIT - len(rows))])
-        for row in fetched:
-            rows.append(row)
-            used += estimate_tokens(row[2])
-            if used > budget:
+    with connection.cursor() as cursor:
+        while len(rows) < HISTORY_SCAN_LIMIT and used <= budget:
+            limit = min(page, HISTORY_SCAN_LIMIT - len(rows))
+            below = rows[-1][4] if rows else before
+            cursor.execute(_EARLIER_SQL, [workspace_id, workspace_id, thread_id, below, limit])
+            fetched = cursor.fetchall()
+            for row in fetched:
+                rows.append(row)
+                used += estimate_tokens(row[2])
+                if used > budget:
+                    break
+            if len(fetched) < limit:
                 break
-        if len(fetched) < page:
-            break
-        page *= 2
+            page *= 2
     rows.reverse()
 
     attached: dict[str, list[tuple[str, str, str]]] = {}
@@ -109,7 +117,7 @@ def history_window(workspace_id: str, earlier) -> list[Turn]:
     return turns
 
 
-def tool_names(thread: Thread) -> list[str]:
+def tool_names(thread: Thread | ThreadHead) -> list[str]:
     """The tools the thread's assistant may call: its agent's, or the open assistant's."""
     from agents.tools import registered_tools
 

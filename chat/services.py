@@ -6,11 +6,12 @@ import re
 from typing import Any
 
 from django.db import transaction
-from django.db.models import F
 from django.utils import timezone
 
 from agents.context import build_thread_context
 from agents.models import Agent
+from chat import appends
+from chat.appends import ThreadHead
 from chat.models import Attachment, File, Message, Thread
 from knowledge.models import Document
 from workspaces.compat import set_prefetched
@@ -138,19 +139,25 @@ def thread_delete(*, scope: Scope, thread: Thread) -> None:
     transaction.on_commit(after_commit)
 
 
-def _lock_thread(scope: Scope, thread_id: str) -> Thread:
+def _lock_thread(scope: Scope, thread: Thread | ThreadHead) -> ThreadHead:
     # The row lock serialises appends to one thread, so positions never collide, and orders them
-    # with a delete of the thread (which takes the same lock first).
-    return lock_or_not_found(Thread.objects.for_workspace(scope.workspace_id), thread_id)
+    # with a delete of the thread (which takes the same lock first). A head this transaction already
+    # locked (the send endpoint locks it first thing) is not read again.
+    if isinstance(thread, ThreadHead) and thread.locked:
+        return thread
+    head = appends.thread_head(scope, thread.pk, lock=True)
+    if head is None:
+        raise ReferenceNotFound(thread.pk)
+    return head
 
 
 def _new_message(
-    *, scope: Scope, thread: Thread, position: int, role: str, content: str, status: str, now,
+    *, scope: Scope, thread_id: str, position: int, role: str, content: str, status: str, now,
     tool_calls: list[dict] | None = None, lease_expires_at=None, producer: str = "",
 ) -> Message:
     return Message(
         workspace_id=scope.workspace_id,
-        thread=thread,
+        thread_id=thread_id,
         position=position,
         role=role,
         content=content,
@@ -165,7 +172,7 @@ def _new_message(
 
 def _insert_messages(scope: Scope, messages: list[tuple[Message, list[dict] | None]]) -> None:
     """Insert new messages (one statement for all) and their attachments (one more, if any)."""
-    Message.objects.bulk_create([message for message, _attachments in messages])
+    appends.insert_messages([message for message, _attachments in messages])
     rows = [
         Attachment(workspace_id=scope.workspace_id, message=message, position=index, **attachment)
         for message, attachments in messages
@@ -178,20 +185,18 @@ def _insert_messages(scope: Scope, messages: list[tuple[Message, list[dict] | No
         set_prefetched(message, "attachments", mine)
 
 
-def _record_appended(*, scope: Scope, thread: Thread, locked: Thread, first: Message, count: int, now) -> None:
-    """Move the thread's count, recency and automatic title with `count` newly appended messages."""
-    updates = {
-        "message_count": F("message_count") + count,
-        "last_message_at": now,
-        "activity_at": now,
-        "updated_at": now,
-    }
+def _record_appended(*, scope: Scope, thread, locked: ThreadHead, first: Message, count: int, now) -> None:
+    """Move the thread's count, recency and automatic title with `count` newly appended messages;
+    a `Thread` passed in as `thread` is brought up to date too."""
+    title = None
     if first.role == Message.Role.USER and locked.title_is_auto and not locked.title:
-        updates["title"] = title_from_content(first.content)
-        thread.title = updates["title"]
-    Thread.objects.for_workspace(scope.workspace_id).filter(pk=locked.pk).update(**updates)
-    thread.message_count = locked.message_count + count
-    thread.last_message_at = thread.activity_at = thread.updated_at = now
+        title = title_from_content(first.content)
+    appends.record_appended(scope.workspace_id, locked.id, count, now, title)
+    if isinstance(thread, Thread):
+        if title is not None:
+            thread.title = title
+        thread.message_count = locked.message_count + count
+        thread.last_message_at = thread.activity_at = thread.updated_at = now
 
 
 @transaction.atomic
@@ -206,10 +211,10 @@ def message_append(
     tool_calls: list[dict] | None = None,
 ) -> Message:
     """Append one message to a thread: position, counts, recency and the automatic title move with it."""
-    locked = _lock_thread(scope, thread.pk)
+    locked = _lock_thread(scope, thread)
     now = timezone.now()
     message = _new_message(
-        scope=scope, thread=locked, position=locked.message_count + 1, role=role, content=content,
+        scope=scope, thread_id=locked.id, position=locked.message_count + 1, role=role, content=content,
         status=status, now=now, tool_calls=tool_calls,
     )
     _insert_messages(scope, [(message, attachments)])
@@ -220,9 +225,12 @@ def message_append(
 # No savepoint: inside a request's transaction (PostgreSQL) a failure here fails the request whole.
 @transaction.atomic(savepoint=False)
 def message_send(
-    *, scope: Scope, thread: Thread, content: str, attachments: list[dict] | None = None
+    *, scope: Scope, thread: Thread | ThreadHead, content: str, attachments: list[dict] | None = None
 ) -> tuple[Message, Message]:
-    """Append the user's message and the assistant's reply (streaming); generation starts after commit."""
+    """Append the user's message and the assistant's reply (streaming); generation starts after commit.
+
+    `thread` may be the head this transaction locked (`chat.appends.thread_head(..., lock=True)`).
+    """
     from chat.attachments import attach_files_to_thread, resolve_attachments
     from chat.prompt import generation_input
     from chat.stream.records import lease_deadline
@@ -230,23 +238,23 @@ def message_send(
 
     resolved = resolve_attachments(scope=scope, items=attachments, thread_id=thread.pk) if attachments else []
     # One row lock for both messages: their positions are consecutive and no other append interleaves.
-    locked = _lock_thread(scope, thread.pk)
+    locked = _lock_thread(scope, thread)
     now = timezone.now()
     user_message = _new_message(
-        scope=scope, thread=locked, position=locked.message_count + 1, role=Message.Role.USER,
+        scope=scope, thread_id=locked.id, position=locked.message_count + 1, role=Message.Role.USER,
         content=content, status=Message.Status.COMPLETE, now=now,
     )
     # This process produces the reply, leased to it from the start: if it dies before its
     # producer's first checkpoint, the reply still ends as `interrupted` instead of streaming forever.
     runtime = get_runtime()
     reply = _new_message(
-        scope=scope, thread=locked, position=locked.message_count + 2, role=Message.Role.ASSISTANT,
+        scope=scope, thread_id=locked.id, position=locked.message_count + 2, role=Message.Role.ASSISTANT,
         content="", status=Message.Status.STREAMING, now=now, lease_expires_at=lease_deadline(),
         producer=runtime.producer_id,
     )
     _insert_messages(scope, [(user_message, resolved), (reply, None)])
     if resolved:
-        attach_files_to_thread(scope=scope, thread=thread, attachments=resolved)
+        attach_files_to_thread(scope=scope, thread_id=locked.id, attachments=resolved)
     loaded = generation_input(scope.workspace_id, locked, reply.position, reply.created_at)
     _record_appended(scope=scope, thread=thread, locked=locked, first=user_message, count=2, now=now)
     workspace_id, reply_id = scope.workspace_id, reply.pk

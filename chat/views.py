@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django import forms
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import transaction
+from django.db import connection, transaction
 from django.http import HttpResponse
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.types import OpenApiTypes
@@ -12,7 +12,8 @@ from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_sche
 from rest_framework import exceptions, mixins, renderers, status
 from rest_framework.response import Response
 
-from chat import search, selectors, services
+from chat import appends, search, selectors, services
+from chat.appends import ThreadHead
 from chat.idempotency import (
     idempotency_begin,
     idempotency_record,
@@ -32,6 +33,7 @@ from chat.schemas import (
 )
 from chat.stream.sse import sse_response
 from workspaces.errors import NOT_FOUND_BODY, ApiError, ServiceUnavailable
+from workspaces.ids import looks_like_id
 from workspaces.schemas import ErrorSchema
 from workspaces.viewsets import ScopedGenericViewSet
 
@@ -66,6 +68,15 @@ class ChatViewSet(ScopedGenericViewSet):
 
     def get_thread(self, thread_id: str) -> Thread:
         return self.scoped_object_or_404(Thread, thread_id, "thr")
+
+    def thread_head(self, thread_id: str, *, lock: bool) -> ThreadHead:
+        """The thread as a send reads it (`chat.appends.thread_head`), or the plain 404; `lock` holds
+        its row for the rest of the request's transaction, where the request has one."""
+        if looks_like_id(thread_id, "thr"):
+            head = appends.thread_head(self.scope, thread_id, lock=lock and connection.in_atomic_block)
+            if head is not None:
+                return head
+        raise exceptions.NotFound()
 
 
 @extend_schema_view(
@@ -268,7 +279,10 @@ class MessageViewSet(ChatViewSet):
         },
     )
     def create(self, request, thread_id=None):
-        thread = self.get_thread(thread_id)
+        # Without an Idempotency-Key the thread's row is locked by its first read (the request's
+        # transaction, PostgreSQL): the send appends under that lock without reading it again. With
+        # one, the key's in-flight check (409) must come before any wait on the thread's lock.
+        thread = self.thread_head(thread_id, lock="Idempotency-Key" not in request.headers)
         body = MessageCreateSchema(data=request.data)
         body.is_valid(raise_exception=True)
         key = validate_key(request.headers.get("Idempotency-Key"))

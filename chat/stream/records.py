@@ -16,7 +16,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from chat.models import Message, Thread
+from chat.models import Message
 from workspaces.compat import set_prefetched
 from workspaces.tenancy import set_database_workspace, tenant_context, unique_or_none
 
@@ -122,10 +122,12 @@ def finalize(
     ending is one conditional UPDATE of the message and one of its thread, nothing read back.
     """
     with tenant_context(workspace_id):
-        candidates = Message.objects.for_workspace(workspace_id).filter(pk=message_id, status=Message.Status.STREAMING)
-        if producer is not None:
-            candidates = candidates.filter(producer=producer)
         if known is None:
+            candidates = Message.objects.for_workspace(workspace_id).filter(
+                pk=message_id, status=Message.Status.STREAMING
+            )
+            if producer is not None:
+                candidates = candidates.filter(producer=producer)
             found = list(candidates.select_for_update().values_list("thread_id", "created_at")[:1])
             if not found:
                 return None
@@ -133,12 +135,41 @@ def finalize(
         thread_id, created_at = known
         now = timezone.now()
         ending = _ending(state, status, error, now)
-        if not candidates.update(**ending):
+        if not _record_ending(workspace_id, message_id, producer, thread_id, ending):
             return None  # ended meanwhile by another process (our lease lapsed), or deleted
-        Thread.objects.for_workspace(workspace_id).filter(pk=thread_id).update(
-            last_message_at=now, activity_at=now, updated_at=now
-        )
         return _serialized(workspace_id, message_id, thread_id, created_at, ending)
+
+
+_ENDING_NAMES = ("content", "tool_calls", "usage", "status", "error", "completed_at", "last_seq", "lease_expires_at")
+_ENDING_FIELDS = tuple(Message._meta.get_field(name) for name in _ENDING_NAMES)
+_COMPLETED_AT = _ENDING_NAMES.index("completed_at")
+_ENDING_SQL = (
+    "UPDATE chat_message SET "
+    + ", ".join(f"{field.column} = %s" for field in _ENDING_FIELDS)
+    + " WHERE chat_message.workspace_id = %s AND chat_message.id = %s AND chat_message.status = %s"
+)
+_THREAD_ACTIVITY_SQL = (
+    "UPDATE chat_thread SET last_message_at = %s, activity_at = %s, updated_at = %s "
+    "WHERE chat_thread.workspace_id = %s AND chat_thread.id = %s"
+)
+
+
+def _record_ending(workspace_id: str, message_id: str, producer: str | None, thread_id: str, ending: dict) -> bool:
+    """Write `ending` on the message if it is still streaming (under `producer`, unless None), and the
+    thread's recency with it: two hand-written UPDATEs, the same for every reply. False: not ours."""
+    params = [field.get_db_prep_save(ending[field.name], connection) for field in _ENDING_FIELDS]
+    stamp = params[_COMPLETED_AT]  # as the database takes it
+    params += [workspace_id, message_id, Message.Status.STREAMING]
+    sql = _ENDING_SQL
+    if producer is not None:
+        sql += " AND chat_message.producer = %s"
+        params.append(producer)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        if cursor.rowcount != 1:
+            return False
+        cursor.execute(_THREAD_ACTIVITY_SQL, [stamp, stamp, stamp, workspace_id, thread_id])
+    return True
 
 
 def _ending(state: GenerationState, status: str, error: dict | None, now: datetime) -> dict:

@@ -149,7 +149,7 @@ def test_a_file_goes_with_the_first_thread_it_is_attached_to(alice, workspace):
     items = [{"type": "file", "file_id": file.pk}]
     resolved = resolve(scope, items, thread_id=first.pk)
     with tenant_context(workspace.pk):
-        assert attach_files_to_thread(scope=scope, thread=first, attachments=resolved) == 1
+        assert attach_files_to_thread(scope=scope, thread_id=first.pk, attachments=resolved) == 1
         claimed = File.objects.for_scope(scope).get(pk=file.pk)
     assert claimed.thread_id == first.pk and claimed.attached_at is not None
     assert resolve(scope, items, thread_id=first.pk)[0]["file_id"] == file.pk  # again, same thread
@@ -157,7 +157,7 @@ def test_a_file_goes_with_the_first_thread_it_is_attached_to(alice, workspace):
         with pytest.raises(ReferenceNotFound):
             resolve(scope, items, thread_id=thread_id)
     with tenant_context(workspace.pk), pytest.raises(ReferenceNotFound):
-        attach_files_to_thread(scope=scope, thread=second, attachments=resolved)
+        attach_files_to_thread(scope=scope, thread_id=second.pk, attachments=resolved)
     with tenant_context(workspace.pk):
         assert File.objects.for_scope(scope).get(pk=file.pk).thread_id == first.pk
 
@@ -176,7 +176,7 @@ def test_attachments_read_back_on_the_message_and_stay_true_after_edits(alice, w
     with tenant_context(workspace.pk):
         message = services.message_append(scope=scope, thread=thread, role="user", content="see attached",
                                           attachments=resolved)
-        attach_files_to_thread(scope=scope, thread=thread, attachments=message.attachments.all())
+        attach_files_to_thread(scope=scope, thread_id=thread.pk, attachments=message.attachments.all())
     alice.client.patch(f"/api/v1/knowledge/documents/{document.pk}", {"body": "Pro costs 30 dollars."}, format="json")
     with tenant_context(workspace.pk):
         data = message_data(message)
