@@ -280,6 +280,7 @@ def attachments_of(message: Message):
 def message_data(message: Message) -> dict:
     """The message object of the API: what `MessageSchema` declares, field for field (tested)."""
     error = message.error
+    attachments = attachments_of(message)
     return {
         "id": _text(message.pk),
         "object": "message",
@@ -287,7 +288,7 @@ def message_data(message: Message) -> dict:
         "role": message.role,
         "content": _text(message.content),
         "status": message.status,
-        "attachments": AttachmentSchema(attachments_of(message), many=True).data,
+        "attachments": AttachmentSchema(attachments, many=True).data if attachments else [],
         "tool_calls": [_tool_call(call) for call in message.tool_calls],
         "usage": usage_data(message.usage),
         "error": None if error is None else {"code": _text(error["code"]), "message": _text(error["message"])},

@@ -26,8 +26,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from django.db import connection
-from django.db.models import BooleanField, FloatField, Q
-from django.db.models.expressions import RawSQL
+from django.db.models import Q
 
 from knowledge.models import Passage
 from workspaces.tenancy import Scope
@@ -147,24 +146,27 @@ def rank_passages(*, scope: Scope, query: str, pinned_document_ids: Iterable[str
     return hits[:MAX_HITS]
 
 
+# One statement, written by hand (every reply's tool call runs it): the passages holding any word,
+# those holding all of them first, each with its document's source; the join names its workspace too.
+_RANK_SQL = f"""
+SELECT p.id, p.document_id, ts_rank(p.search_vector, loose.q) AS rank, p.search_vector @@ whole.q AS complete,
+       p.text, p.document_title, d.source_url
+FROM knowledge_passage p
+JOIN knowledge_document d ON d.id = p.document_id AND d.workspace_id = %s,
+     websearch_to_tsquery('{SEARCH_CONFIG}', %s) AS loose(q),
+     websearch_to_tsquery('{SEARCH_CONFIG}', %s) AS whole(q)
+WHERE p.workspace_id = %s AND p.search_vector @@ loose.q
+ORDER BY complete DESC, rank DESC, p.id
+LIMIT %s
+"""
+
+
 def _rank_postgres(scope: Scope, query: str) -> list[PassageHit]:
-    table = connection.ops.quote_name(Passage._meta.db_table)
-    tsquery = f"websearch_to_tsquery('{SEARCH_CONFIG}', %s)"
     # Plain words: match any of them, rank passages holding all of them first.
     loose = query if uses_search_syntax(query) else " or ".join(query_terms(query))
-    rows = (
-        Passage.objects.for_scope(scope)
-        .filter(document__workspace_id=scope.workspace_id)  # the join names its workspace too (co-location)
-        .filter(RawSQL(f"{table}.search_vector @@ {tsquery}", [loose], output_field=BooleanField()))
-        .annotate(
-            rank=RawSQL(f"ts_rank({table}.search_vector, {tsquery})", [loose], output_field=FloatField()),
-            complete=RawSQL(f"{table}.search_vector @@ {tsquery}", [query], output_field=BooleanField()),
-        )
-        .order_by("-complete", "-rank", "id")
-        .values_list("id", "document_id", "rank", "complete", "text", "document_title", "document__source_url")[
-            :MAX_HITS
-        ]
-    )
+    with connection.cursor() as cursor:
+        cursor.execute(_RANK_SQL, [scope.workspace_id, loose, query, scope.workspace_id, MAX_HITS])
+        rows = cursor.fetchall()
     return [
         PassageHit(pk, document_id, float(rank), bool(complete), text, title, source_url)
         for pk, document_id, rank, complete, text, title, source_url in rows
