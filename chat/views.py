@@ -7,7 +7,6 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import connection, transaction
 from django.http import HttpResponse
 from django_filters.rest_framework import DjangoFilterBackend
-from django_filters.utils import translate_validation
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import exceptions, mixins, renderers, status
@@ -112,10 +111,7 @@ class ThreadViewSet(mixins.ListModelMixin, ChatViewSet):
         """PostgreSQL, with `q`: the page read by one hand-written statement as rows, not model
         instances (`selectors.thread_search_rows`); None when `q` holds no word to look for. The
         filters are validated by ThreadFilter as on every list request."""
-        filterset = self.filter_backends[0]().get_filterset(request, self.get_queryset(), self)
-        if not filterset.is_valid():
-            raise translate_validation(filterset.errors)
-        filters = filterset.form.cleaned_data
+        filters = self.filterset_class.cleaned(request.query_params)
         query = search.text_query(self.scope, filters["q"])
         if query is None:
             return None

@@ -235,5 +235,7 @@ def test_a_search_page_shows_the_threads_as_the_list_does(service_client, alice,
     assert {item["user_id"] for item in first["results"] + second["results"]} == {alice.id}
     assert alice.client.get(second["previous"]).json()["results"] == first["results"]
     assert_error(service_client.get(f"{URL}?q=renewal&cursor=forged"), 400)
-    assert_error(service_client.get(f"{URL}?q=renewal&pinned=maybe"), 400)
+    refused = service_client.get(f"{URL}?q=renewal&pinned=maybe&user_id={'u' * 65}")
+    assert_error(refused, 400)
+    assert refused.json() == service_client.get(f"{URL}?pinned=maybe&user_id={'u' * 65}").json()
     assert_error(service_client.get(f"{URL}?q=renewal&limit=0"), 400)
