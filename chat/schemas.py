@@ -319,9 +319,8 @@ def thread_data(thread: Thread) -> dict:
 
 
 def thread_row_data(row) -> dict:
-    """`thread_data` of a row of the search page (`chat.selectors.thread_search_rows`), whose
-    timestamps the database wrote in the API's format (jsonb arrives as text on Django's connection,
-    as JSONField reads it)."""
+    """`thread_data` of a row of `chat.selectors.thread_search_rows` (timestamps written by PostgreSQL in
+    the API's format; jsonb arrives as text on Django's connection, as JSONField reads it)."""
     (pk, title, user_id, agent_id, system_prompt, documents, pinned, archived, count, created, updated, last,
      metadata, context) = row[:14]
     return {

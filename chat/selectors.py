@@ -75,9 +75,8 @@ _THREAD_ROW_COLUMNS = ", ".join(
 def thread_search_rows(
     *, scope: Scope, query: search.TextQuery, filters: dict, seek: tuple[list, bool] | None, count: int
 ) -> list[tuple]:
-    """PostgreSQL: `count` threads matching `query` and the ThreadFilter's cleaned `filters`, as rows
-    of the search page (`chat.schemas.thread_row_data`, then activity_at), newest activity first;
-    after (or, in the reverse order, before) the sort key of `seek` (KeysetPagination.paginate)."""
+    """PostgreSQL: `count` rows (`chat.schemas.thread_row_data`, then activity_at) of the threads matching
+    `query` and ThreadFilter's cleaned `filters`, in the list's order from `seek` (KeysetPagination.paginate)."""
     where, params = ['"chat_thread"."workspace_id" = %s'], [scope.workspace_id]
     if scope.owner_user_id is not None:
         where.append('"chat_thread"."user_id" = %s')

@@ -108,9 +108,8 @@ class ThreadViewSet(mixins.ListModelMixin, ChatViewSet):
         return self.get_paginated_response(results)
 
     def search(self, request) -> Response | None:
-        """PostgreSQL, with `q`: the page read by one hand-written statement as rows, not model
-        instances (`selectors.thread_search_rows`); None when `q` holds no word to look for. The
-        filters are validated by ThreadFilter as on every list request."""
+        """PostgreSQL, with `q`: the page read as rows by one statement (`selectors.thread_search_rows`),
+        the filters validated by ThreadFilter's form; None when `q` holds no word to look for."""
         filters = self.filterset_class.cleaned(request.query_params)
         query = search.text_query(self.scope, filters["q"])
         if query is None:

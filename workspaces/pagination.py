@@ -131,9 +131,8 @@ class KeysetPagination(BasePagination):
         return self.paginate(request, ordering, fields, fetch, key=key)
 
     def paginate(self, request, ordering, fields: list[models.Field], fetch, *, key) -> list:
-        """One page of rows that `fetch(seek, count)` reads: `count` rows in `ordering` from the
-        start (seek None), or strictly after (`(values, True)`) or before (`(values, False)`, in the
-        reverse order) the sort key `values`; `key(row)` is a row's sort key."""
+        """One page of what `fetch(seek, count)` reads: `count` rows in `ordering` from the start (seek None),
+        or after (`(values, True)`) or, in reverse order, before (`(values, False)`) the sort key `values`."""
         self.request = request
         self.ordering_signature = ",".join(ordering)
         descending = ordering[0].startswith("-")
