@@ -43,7 +43,8 @@ def _with_tz_loader(context: adapt.AdaptersMap, timezone) -> adapt.AdaptersMap:
     """Django's adapters for a connection (one map per setting of USE_TZ and TIME_ZONE), with
     `TzLoader` for `timestamptz`."""
     ours = adapt.AdaptersMap(context)
-    ours.register_loader("timestamptz", type("ConnectionTzLoader", (TzLoader,), {"timezone": timezone}))
+    loader = type("ConnectionTzLoader", (TzLoader,), {"timezone": timezone, "__module__": __name__})
+    ours.register_loader("timestamptz", loader)
     return ours
 
 
