@@ -231,6 +231,7 @@ class Case:
     expected: list[str] | None  # the first page's thread ids, from the generated data
     endpoint_ms: list[float] = field(default_factory=list)
     baseline_ms: list[float] = field(default_factory=list)
+    unprepared_ms: list[float] = field(default_factory=list)  # the second floor: see measure()
     statements: list[str] = field(default_factory=list)
 
 
@@ -262,17 +263,27 @@ def run_bare(bare, workspace_id: str, statements: list[str]) -> None:
             bare.execute(sql).fetchall()
 
 
-def measure(cases: list[Case], client, bare, workspace_id: str, requests: int, warmup: int, label: str) -> None:
-    """Round-robin over the cases, endpoint then baseline each time, so noise hits all alike."""
+def measure(cases: list[Case], client, bare, workspace_id: str, requests: int, warmup: int, label: str,
+            unprepared=None) -> None:
+    """Round-robin over the cases, endpoint then baseline each time, so noise hits all alike.
+
+    `unprepared`, a second floor: the same replay on a connection that never prepares. `bare`
+    replays each case's literal text 200 times, so psycopg prepares it after five runs and
+    PostgreSQL plans it once; the endpoint's statements, like any request's with other words,
+    are planned on each run."""
     for _ in range(warmup):
         for case in cases:
             client.get(case.url)
             run_bare(bare, workspace_id, case.statements)
+            if unprepared is not None:
+                run_bare(unprepared, workspace_id, case.statements)
     progress = Progress(label, requests)
     for done in range(1, requests + 1):
         for case in cases:
             case.endpoint_ms.append(timed(lambda c=case: client.get(c.url)))
             case.baseline_ms.append(timed(lambda c=case: run_bare(bare, workspace_id, c.statements)))
+            if unprepared is not None:
+                case.unprepared_ms.append(timed(lambda c=case: run_bare(unprepared, workspace_id, c.statements)))
         progress.update(done)
     progress.finish()
 
@@ -287,13 +298,20 @@ def explain(bare, workspace_id: str, sql: str) -> str:
 def print_table(title: str, cases: list[Case]) -> None:
     print(f"\n{title}")
     width = max(len(c.name) for c in cases)
+    second = all(c.unprepared_ms for c in cases)
     header = f"{'case':<{width}}  {'endpoint p50':>12} {'p99':>9}  {'bare SQL p50':>12} {'p99':>9}  {'ratio':>6}"
+    if second:
+        header += f"  {'unprepared p50':>14} {'p99':>9}  {'ratio':>6}"
     print(header)
     print("-" * len(header))
     for case in cases:
         e50, b50 = statistics.median(case.endpoint_ms), statistics.median(case.baseline_ms)
-        print(f"{case.name:<{width}}  {e50:>9.2f} ms {percentile(case.endpoint_ms, 0.99):>9.2f}"
-              f"  {b50:>9.2f} ms {percentile(case.baseline_ms, 0.99):>9.2f}  {e50 / b50:>5.1f}x")
+        line = (f"{case.name:<{width}}  {e50:>9.2f} ms {percentile(case.endpoint_ms, 0.99):>9.2f}"
+                f"  {b50:>9.2f} ms {percentile(case.baseline_ms, 0.99):>9.2f}  {e50 / b50:>5.1f}x")
+        if second:
+            u50 = statistics.median(case.unprepared_ms)
+            line += f"  {u50:>11.2f} ms {percentile(case.unprepared_ms, 0.99):>9.2f}  {e50 / u50:>5.1f}x"
+        print(line)
 
 
 def with_user(url: str, user: str) -> str:
@@ -369,10 +387,10 @@ def main() -> None:
     # New connections: a plan prepared before (psycopg prepares a statement run five times) keeps
     # what it chose then, since PostgreSQL does not invalidate plans for a change to a built-in function.
     connections.close_all()
-    with psycopg.connect(app_url) as bare:
+    with psycopg.connect(app_url) as bare, psycopg.connect(app_url, prepare_threshold=None) as unprepared:
         for case in cases:
             capture(client, case)
-        measure(cases, client, bare, workspace.id, args.requests, args.warmup, "measure")
+        measure(cases, client, bare, workspace.id, args.requests, args.warmup, "measure", unprepared)
         plans = {case.name: [explain(bare, workspace.id, sql) for sql in case.statements
                              if not sql.startswith("EXPLAIN")] for case in cases}  # the planner's estimates
 

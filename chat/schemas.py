@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC
 
 from drf_spectacular.utils import extend_schema_field
@@ -316,3 +317,28 @@ def thread_data(thread: Thread) -> dict:
         "metadata": thread.metadata,
         "context": thread.context,
     }
+
+
+def thread_row_data(row) -> dict:
+    """`thread_data` of a row of `chat.selectors.thread_search_rows` (timestamps written by PostgreSQL in
+    the API's format; jsonb arrives as text on Django's connection, as JSONField reads it)."""
+    (pk, title, user_id, agent_id, system_prompt, documents, pinned, archived, count, created, updated, last,
+     metadata, context) = row[:14]
+    return {
+        "id": pk,
+        "object": "thread",
+        "title": title,
+        "user_id": user_id,
+        "agent_id": agent_id,
+        "system_prompt": system_prompt,
+        "knowledge_document_ids": json.loads(documents),
+        "pinned": pinned,
+        "archived": archived,
+        "message_count": count,
+        "created_at": created,
+        "updated_at": updated,
+        "last_message_at": last,
+        "metadata": json.loads(metadata),
+        "context": json.loads(context),
+    }
+

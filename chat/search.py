@@ -86,6 +86,12 @@ DENSE_MATCHES = 2000
 
 def threads_matching(queryset: QuerySet, *, scope: Scope, query: TextQuery) -> QuerySet:
     """Threads whose title, or any of whose messages, matches."""
+    sql, params = thread_match_sql(scope=scope, query=query)
+    return queryset.filter(RawSQL(sql, params, output_field=BooleanField()))
+
+
+def thread_match_sql(*, scope: Scope, query: TextQuery) -> tuple[str, list]:
+    """The condition behind `threads_matching`, on the row of `"chat_thread"`, with its parameters."""
     if _postgres():
         messages = (
             'SELECT m."thread_id" FROM "chat_message" m WHERE m."workspace_id" = %s '
@@ -116,7 +122,7 @@ def threads_matching(queryset: QuerySet, *, scope: Scope, query: TextQuery) -> Q
             "AND m.rowid IN (SELECT rowid FROM chat_message_fts WHERE chat_message_fts MATCH %s)))"
         )
         params = [query.fts5, scope.workspace_id, query.fts5]
-    return queryset.filter(RawSQL(sql, params, output_field=BooleanField()))
+    return sql, params
 
 
 def _estimated_rows(sql: str, params: list) -> float:

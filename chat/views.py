@@ -30,6 +30,7 @@ from chat.schemas import (
     ThreadSearchResultSchema,
     ThreadUpdateSchema,
     thread_data,
+    thread_row_data,
 )
 from chat.stream.sse import sse_response
 from workspaces.errors import NOT_FOUND_BODY, ApiError, ServiceUnavailable
@@ -38,6 +39,7 @@ from workspaces.schemas import ErrorSchema
 from workspaces.viewsets import ScopedGenericViewSet
 
 THREAD_ORDERING = ("-activity_at", "-id")
+SORT_FIELDS = [Thread._meta.get_field(name.lstrip("-")) for name in THREAD_ORDERING]
 EVENT_ID = {"type": "integer", "minimum": 0, "maximum": 10**18 - 1}  # what parse_last_event_id reads
 IDEMPOTENCY_KEY = {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[\\x20-\\x7e]+$"}
 # One event of a stream as an SSE reader parses it (OpenAPI 3.0: the media type's schema is one event).
@@ -102,12 +104,36 @@ class ThreadViewSet(mixins.ListModelMixin, ChatViewSet):
         return queryset.order_by(*THREAD_ORDERING)
 
     def list(self, request):
+        if connection.vendor == "postgresql" and request.query_params.get("q"):
+            found = self.search(request)
+            if found is not None:
+                return found
         page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
         # What ThreadSchema(page, many=True).data gives, without DRF's list serializer around it.
         results = [thread_data(thread) for thread in page]
         query = search.text_query(self.scope, request.query_params.get("q", ""))
         if query is not None and page:
             hits = search.thread_hits(scope=self.scope, query=query, thread_ids=[t.pk for t in page])
+            for item in results:
+                item["search"] = hits.get(item["id"])
+        return self.get_paginated_response(results)
+
+    def search(self, request) -> Response | None:
+        """PostgreSQL, with `q`: the page read as rows by one statement (`selectors.thread_search_rows`),
+        the filters validated by ThreadFilter's form; None when `q` holds no word to look for."""
+        filters = self.filterset_class.cleaned(request.query_params)
+        query = search.text_query(self.scope, filters["q"])
+        if query is None:
+            return None
+
+        def fetch(seek, count):
+            return selectors.thread_search_rows(scope=self.scope, query=query, filters=filters, seek=seek, count=count)
+
+        # A row's sort key: activity_at (its last column) and id (its first).
+        page = self.paginator.paginate(request, THREAD_ORDERING, SORT_FIELDS, fetch, key=lambda row: [row[-1], row[0]])
+        results = [thread_row_data(row) for row in page]
+        if page:
+            hits = search.thread_hits(scope=self.scope, query=query, thread_ids=[item["id"] for item in results])
             for item in results:
                 item["search"] = hits.get(item["id"])
         return self.get_paginated_response(results)

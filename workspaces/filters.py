@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import django_filters
 from django import forms
+from django_filters.utils import translate_validation
 
 
 class StrictBooleanFormField(forms.Field):
@@ -38,3 +39,15 @@ class FilterSet(django_filters.FilterSet):
             form_class = super().get_form_class()
             cls._form_class = form_class
         return form_class
+
+    @classmethod
+    def cleaned(cls, data) -> dict:
+        """`data` validated as a filterset of this class validates it, with the 400 DjangoFilterBackend
+        answers, for a caller that filters by itself: no filterset (nor copy of its filters) is built."""
+        form_class = cls.__dict__.get("_form_class")
+        if form_class is None:
+            form_class = cls(queryset=cls._meta.model._default_manager.none()).get_form_class()
+        form = form_class(data)
+        if not form.is_valid():
+            raise translate_validation(form.errors)
+        return form.cleaned_data

@@ -113,41 +113,55 @@ class KeysetPagination(BasePagination):
             ordering = list(view.get_pagination_ordering())
         else:
             ordering = list(getattr(view, "ordering", None) or queryset.query.order_by)
+        descending = ordering[0].startswith("-")
+        names = [o.lstrip("-") for o in ordering]
+        fields = [queryset.model._meta.get_field(name) for name in names]
+        backward = [name if descending else f"-{name}" for name in names]
+
+        def fetch(seek, count):
+            if seek is None:
+                return list(queryset.order_by(*ordering)[:count])
+            values, after = seek
+            page = self._seek(queryset, fields, values, after=after, descending=descending)
+            return list(page.order_by(*(ordering if after else backward))[:count])
+
+        def key(row):
+            return [getattr(row, f.attname) for f in fields]
+
+        return self.paginate(request, ordering, fields, fetch, key=key)
+
+    def paginate(self, request, ordering, fields: list[models.Field], fetch, *, key) -> list:
+        """One page of what `fetch(seek, count)` reads: `count` rows in `ordering` from the start (seek None),
+        or after (`(values, True)`) or, in reverse order, before (`(values, False)`) the sort key `values`."""
         self.request = request
         self.ordering_signature = ",".join(ordering)
         descending = ordering[0].startswith("-")
         if any(o.startswith("-") != descending for o in ordering):
             raise ValueError("KeysetPagination needs every ordering field in the same direction")
-        names = [o.lstrip("-") for o in ordering]
-        fields = [queryset.model._meta.get_field(name) for name in names]
-        self.names = names
+        self.names = [o.lstrip("-") for o in ordering]
         limit = self.get_limit(request)
         cursor = self.decode_cursor(request, fields)
 
-        forward = [*ordering]
-        backward = [name if descending else f"-{name}" for name in names]
         if cursor is None:
-            rows = list(queryset.order_by(*forward)[: limit + 1])
+            rows = fetch(None, limit + 1)
             self.has_next = len(rows) > limit
             rows = rows[:limit]
             self.has_previous = False
         else:
             direction, values = cursor
             if direction == "n":
-                page = self._seek(queryset, fields, values, after=True, descending=descending)
-                rows = list(page.order_by(*forward)[: limit + 1])
+                rows = fetch((values, True), limit + 1)
                 self.has_next = len(rows) > limit
                 rows = rows[:limit]
                 self.has_previous = True
             else:
-                page = self._seek(queryset, fields, values, after=False, descending=descending)
-                rows = list(page.order_by(*backward)[: limit + 1])
+                rows = fetch((values, False), limit + 1)
                 self.has_previous = len(rows) > limit
                 rows = list(reversed(rows[:limit]))
                 self.has_next = True
         if rows:
-            self.first_key = [getattr(rows[0], f.attname) for f in fields]
-            self.last_key = [getattr(rows[-1], f.attname) for f in fields]
+            self.first_key = key(rows[0])
+            self.last_key = key(rows[-1])
         elif cursor is not None:
             # An empty page reached by a cursor: offer the way back to where it came from.
             self.first_key = self.last_key = cursor[1]

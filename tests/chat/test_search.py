@@ -204,3 +204,38 @@ def test_search_uses_its_index_under_row_level_security_once_enabled(workspace, 
             assert [t["id"] for t in found] == ["thr_plan1_7"]
         finally:
             admin.execute(f"ALTER FUNCTION ts_match_vq(tsvector, tsquery) {'' if leakproof else 'NOT '}LEAKPROOF")
+
+
+def test_a_search_page_shows_the_threads_as_the_list_does(service_client, alice, bob, workspace):
+    """The search page is read by a statement of its own (rows, timestamps written by PostgreSQL):
+    its thread objects, filters and cursors are the list's, field for field."""
+    from tests.agents.factories import AgentFactory
+
+    agent = AgentFactory(workspace=workspace)
+    shapes = [
+        dict(user=alice.user, metadata={"crm": {"id": 7}, "note": "é"}, context={"plan": "pro"}, pinned=True),
+        dict(user=alice.user, agent=agent, system_prompt="Be brief.", knowledge_document_ids=["doc_x"]),
+        dict(user=bob.user, archived=True),
+        dict(user=bob.user, last_message_at=None),
+    ]
+    for n in range(12):
+        thread = ThreadFactory(workspace=workspace, title=f"Renewal {n}", **shapes[n % 4])
+        MessageFactory(thread=thread, position=1, content=f"renewal quote {n}")
+    ThreadFactory(workspace=workspace, user=alice.user, title="Unrelated")
+    filters = ["", "&pinned=true", "&archived=true", "&archived=false", f"&user_id={bob.id}", f"&agent_id={agent.pk}"]
+    for extra in filters:
+        listed = [item for item in collect_pages(service_client, f"{URL}?{extra[1:]}", limit=100)
+                  if item["title"].startswith("Renewal")]
+        found = collect_pages(service_client, f"{URL}?q=renewal{extra}", limit=2)
+        assert all("renewal" in item.pop("search")["snippet"].lower() for item in found)
+        assert found == listed and found, extra
+    # A personal key's search sees its own threads; the way back from page 2 is page 1.
+    first = alice.client.get(f"{URL}?q=renewal&limit=2").json()
+    second = alice.client.get(first["next"]).json()
+    assert {item["user_id"] for item in first["results"] + second["results"]} == {alice.id}
+    assert alice.client.get(second["previous"]).json()["results"] == first["results"]
+    assert_error(service_client.get(f"{URL}?q=renewal&cursor=forged"), 400)
+    refused = service_client.get(f"{URL}?q=renewal&pinned=maybe&user_id={'u' * 65}")
+    assert_error(refused, 400)
+    assert refused.json() == service_client.get(f"{URL}?pinned=maybe&user_id={'u' * 65}").json()
+    assert_error(service_client.get(f"{URL}?q=renewal&limit=0"), 400)
