@@ -185,7 +185,9 @@ def _insert_messages(scope: Scope, messages: list[tuple[Message, list[dict] | No
         set_prefetched(message, "attachments", mine)
 
 
-def _record_appended(*, scope: Scope, thread, locked: ThreadHead, first: Message, count: int, now) -> None:
+def _record_appended(
+    *, scope: Scope, thread: Thread | ThreadHead, locked: ThreadHead, first: Message, count: int, now
+) -> None:
     """Move the thread's count, recency and automatic title with `count` newly appended messages;
     a `Thread` passed in as `thread` is brought up to date too."""
     title = None
