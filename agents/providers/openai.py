@@ -142,10 +142,10 @@ class OpenAIProvider(SDKStreamingProvider):
         # model object for every chunk, which cost more CPU per word than everything else a reply does.
         client = self.client()
         body = self.request_params(request, client)
-        # `create` walks its keyword arguments against the SDK's request types before sending them:
-        # every history message against a union of six TypedDicts, milliseconds per request, twice
-        # a reply. The body is plain JSON already, so it goes as `extra_body`, which the SDK sends
-        # as it is, over its own arguments (the provider contract tests check the body received).
+        # `create` walks its keyword arguments against the SDK's request types before sending them,
+        # every history message against a union of six TypedDicts, on both rounds of a reply. The
+        # body is plain JSON already, so it goes as `extra_body`, which the SDK sends as it is, over
+        # its own arguments (the provider contract tests check the exact body the server receives).
         return await OpenResponse.enter(client.chat.completions.with_streaming_response.create(
             model=body["model"], messages=[], stream=True, extra_body=body
         ))
