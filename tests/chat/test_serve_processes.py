@@ -175,3 +175,31 @@ def test_a_child_that_dies_is_replaced(alice):
         for _ in range(20):
             assert httpx.get(f"{base}/api/v1/workspace", headers=headers(alice.key), timeout=60).status_code == 200
         assert f"daphne process {victim} exited" in parent.log_path.read_text()
+
+
+# --- the children's pools and PostgreSQL's max_connections --------------------------------------
+def test_connection_slots_are_what_the_server_takes_from_a_plain_role():
+    from chat.management.commands.serve import connection_slots
+
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW max_connections")
+        most = int(cursor.fetchone()[0])
+    assert 0 < connection_slots() < most  # superusers' reserved slots are not ours
+
+
+def test_pools_that_would_pass_max_connections_are_shared_out():
+    from chat.management.commands.serve import CONNECTION_HEADROOM, children_env
+
+    environ = {"PATH": "/bin"}
+    # Two processes of 34 fit in 97 slots: the environment is left as it is.
+    assert children_env(environ, 2, 34, 97) == (environ, "")
+    # Four do not: each pools at most its share, and together they leave the headroom.
+    env, notice = children_env(environ, 4, 34, 97)
+    assert env == {"PATH": "/bin", "TENEX_DB_POOL_MAX": "23"} and 4 * 23 <= 97 - CONNECTION_HEADROOM
+    assert "4 processes x 34 pooled connections exceed the 97" in notice
+    # An operator's own size is kept, with a warning; unpooled processes are left alone.
+    mine = {"TENEX_DB_POOL_MAX": "34"}
+    env, notice = children_env(mine, 4, 34, 97)
+    assert env == mine and notice.startswith("warning: ")
+    assert children_env(environ, 64, None, 97) == (environ, "")
+    assert children_env(environ, 200, 34, 97)[0]["TENEX_DB_POOL_MAX"] == "1"  # never below one

@@ -27,6 +27,39 @@ from django.db import connection
 
 RESTART_WINDOW_SECONDS = 10.0
 RESTARTS_PER_WINDOW = 5  # a child that keeps dying at start is a configuration error, not a blip
+# Connections left to everything but the children: migrations, a psql session, the breaker's probes.
+CONNECTION_HEADROOM = 5
+
+
+def connection_slots() -> int:
+    """The connections PostgreSQL accepts from a role that is not a superuser."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT current_setting('max_connections')::int - current_setting('superuser_reserved_connections')::int"
+            " - COALESCE(NULLIF(current_setting('reserved_connections', true), ''), '0')::int"
+        )
+        return cursor.fetchone()[0]
+
+
+def pool_share(slots: int, processes: int, wanted: int) -> int | None:
+    """The pool size each of `processes` may grow to so that together they stay within `slots` (less
+    the headroom); None when `wanted` already does. Past the server's limit a new connection is
+    refused, which the database breaker must take for an outage: every request would answer 503."""
+    share = max(1, (slots - CONNECTION_HEADROOM) // processes)
+    return None if wanted <= share else share
+
+
+def children_env(environ: dict[str, str], processes: int, pool_max: int | None, slots: int) -> tuple[dict, str]:
+    """The children's environment and what to tell the operator: TENEX_DB_POOL_MAX lowered when the
+    processes' pools at `pool_max` (None: unpooled) would together pass PostgreSQL's `slots`; an
+    operator's own TENEX_DB_POOL_MAX is kept, with a warning."""
+    share = None if pool_max is None else pool_share(slots, processes, pool_max)
+    if share is None:
+        return environ, ""
+    exceed = f"{processes} processes x {pool_max} pooled connections exceed the {slots} PostgreSQL accepts"
+    if "TENEX_DB_POOL_MAX" in environ:
+        return environ, f"warning: {exceed} (TENEX_DB_POOL_MAX); raise max_connections or lower it"
+    return {**environ, "TENEX_DB_POOL_MAX": str(share)}, f"{exceed}: each process pools at most {share}"
 
 
 def listening_sockets(host: str, port: int, count: int, backlog: int) -> list[socket.socket]:
@@ -75,11 +108,19 @@ class Command(BaseCommand):
             sockets = listening_sockets(host, port, processes, backlog)
         except OSError as error:
             raise CommandError(f"cannot listen on {host}:{port}: {error}") from None
+        pool = settings.DATABASES["default"]["OPTIONS"].get("pool")
+        child_env, notice = children_env(
+            dict(os.environ), processes, pool["max_size"] if isinstance(pool, dict) else None, connection_slots()
+        )
+        if notice:
+            self.stderr.write(notice)
         connection.close()  # the children open their own
         self.supervise(sockets, processes, [*(["--proxy-headers"] if proxy_headers else []), application],
-                       f"http://{host}:{port}")
+                       f"http://{host}:{port}", child_env)
 
-    def supervise(self, sockets: list[socket.socket], count: int, daphne_args: list[str], url: str) -> None:
+    def supervise(
+        self, sockets: list[socket.socket], count: int, daphne_args: list[str], url: str, env: dict[str, str]
+    ) -> None:
         stopping = gave_up = False
 
         def stop(signum, frame):
@@ -94,7 +135,7 @@ class Command(BaseCommand):
             # Its own process group: a terminal's Ctrl-C reaches the parent alone, which passes on
             # one SIGTERM (a second signal would cut a child's drain short).
             command = [sys.executable, "-m", "daphne", "--fd", str(fd), *daphne_args]
-            return subprocess.Popen(command, pass_fds=(fd,), process_group=0)
+            return subprocess.Popen(command, pass_fds=(fd,), process_group=0, env=env)
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
