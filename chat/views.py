@@ -111,9 +111,12 @@ class ThreadViewSet(mixins.ListModelMixin, ChatViewSet):
         page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
         # What ThreadSchema(page, many=True).data gives, without DRF's list serializer around it.
         results = [thread_data(thread) for thread in page]
-        query = search.text_query(self.scope, request.query_params.get("q", ""))
-        if query is not None and page:
-            hits = search.thread_hits(scope=self.scope, query=query, thread_ids=[t.pk for t in page])
+        return self.page_with_hits(results, search.text_query(self.scope, request.query_params.get("q", "")))
+
+    def page_with_hits(self, results: list[dict], query: search.TextQuery | None) -> Response:
+        """The page's response; with a query, each thread carries its `search` hit."""
+        if query is not None and results:
+            hits = search.thread_hits(scope=self.scope, query=query, thread_ids=[item["id"] for item in results])
             for item in results:
                 item["search"] = hits.get(item["id"])
         return self.get_paginated_response(results)
@@ -131,12 +134,7 @@ class ThreadViewSet(mixins.ListModelMixin, ChatViewSet):
 
         # A row's sort key: activity_at (its last column) and id (its first).
         page = self.paginator.paginate(request, THREAD_ORDERING, SORT_FIELDS, fetch, key=lambda row: [row[-1], row[0]])
-        results = [thread_row_data(row) for row in page]
-        if page:
-            hits = search.thread_hits(scope=self.scope, query=query, thread_ids=[item["id"] for item in results])
-            for item in results:
-                item["search"] = hits.get(item["id"])
-        return self.get_paginated_response(results)
+        return self.page_with_hits([thread_row_data(row) for row in page], query)
 
     @extend_schema(
         summary="Create a thread",
